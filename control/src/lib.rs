@@ -1,0 +1,4 @@
+//! skiff's control plane: the store that only the API server opens, and (in
+//! later steps) the API server, scheduler and controllers.
+
+pub mod store;

@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests: real components started and
+//! cleaned up by the test itself.
+
+pub mod etcd;

@@ -1,0 +1,2 @@
+//! The OCI runtime: containers through containerd's gRPC API behind the
+//! runtime trait of `skiff-sdk`.

@@ -1,0 +1,8 @@
+//! The shared vocabulary of skiff: API types, skiff's well-known labels,
+//! annotations and RuntimeClass names, and (in later steps) the typed client
+//! and the runtime trait that runtimes implement.
+//!
+//! Architecture invariant: this crate depends on no server and no runtime crate.
+
+pub mod labels;
+pub mod runtime_class;

@@ -1,0 +1,1 @@
+//! The dashboard: static assets and the router that serves them at `/ui`.
