@@ -41,8 +41,8 @@ use super::{
 
 /// Meta entries: magic, format, revision, compacted, lease sequence.
 const META: TableDefinition<&str, u64> = TableDefinition::new("skiff_meta");
-/// The newest state: key → encoded current record.
-const CURRENT: TableDefinition<&str, &[u8]> = TableDefinition::new("skiff_current");
+/// The newest state: key → mod revision of its live version in `versions`.
+const CURRENT: TableDefinition<&str, u64> = TableDefinition::new("skiff_current");
 /// Every retained version: (key, mod revision) → encoded version record.
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("skiff_versions");
 /// Which key each retained revision changed: revision → (unix ms, key).
@@ -342,12 +342,8 @@ impl Shared {
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let key = key.to_owned();
-        self.read(move |txn| {
-            let current = txn.open_table(CURRENT)?;
-            let found = current.get(key.as_str())?;
-            Ok(found.map(|v| decode_current(&key, v.value())))
-        })
-        .await
+        self.read(move |txn| newest(&txn.open_table(CURRENT)?, &txn.open_table(VERSIONS)?, &key))
+            .await
     }
 
     async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
@@ -689,17 +685,19 @@ impl Writer {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(Durability::Immediate)
                 .map_err(|e| StoreError::from(redb::Error::from(e)))?;
-            for (op, reply) in writes {
-                let result = batch.apply(&txn, op);
-                if let Err(StoreError::Embedded(e)) = result {
-                    // A storage failure dooms the whole transaction.
-                    answers.push((reply, Err(StoreError::Embedded(e.clone()))));
-                    return Err(StoreError::Embedded(e));
+            {
+                let mut tables = Tables::open(&txn)?;
+                for (op, reply) in writes {
+                    let result = batch.apply(&mut tables, op);
+                    if let Err(StoreError::Embedded(e)) = result {
+                        // A storage failure dooms the whole transaction.
+                        answers.push((reply, Err(StoreError::Embedded(e.clone()))));
+                        return Err(StoreError::Embedded(e));
+                    }
+                    answers.push((reply, result));
                 }
-                answers.push((reply, result));
+                tables.meta.insert(REVISION_KEY, batch.revision as u64)?;
             }
-            txn.open_table(META)?
-                .insert(REVISION_KEY, batch.revision as u64)?;
             txn.commit()?;
             Ok(())
         })();
@@ -819,13 +817,13 @@ struct Batch {
 }
 
 impl Batch {
-    fn apply(&mut self, txn: &WriteTransaction, op: WriteOp) -> Result<Outcome> {
+    fn apply(&mut self, t: &mut Tables<'_>, op: WriteOp) -> Result<Outcome> {
         match op {
             WriteOp::Create { key, value, lease } => {
-                if txn.open_table(CURRENT)?.get(key.as_str())?.is_some() {
+                if t.current.get(key.as_str())?.is_some() {
                     return Err(StoreError::AlreadyExists { key });
                 }
-                check_lease(txn, lease)?;
+                t.check_lease(lease)?;
                 let revision = self.revision + 1;
                 let kv = KeyValue {
                     key,
@@ -835,7 +833,7 @@ impl Batch {
                     version: 1,
                     lease,
                 };
-                self.put(txn, &kv, None)?;
+                self.put(t, &kv, None)?;
                 Ok(Outcome::Written(kv))
             }
             WriteOp::Update {
@@ -844,8 +842,9 @@ impl Batch {
                 expected,
                 lease,
             } => {
-                let prev =
-                    current(txn, &key)?.ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+                let prev = t
+                    .current(&key)?
+                    .ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
                 if prev.mod_revision != expected {
                     return Err(StoreError::Conflict {
                         key,
@@ -853,7 +852,7 @@ impl Batch {
                         actual: prev.mod_revision,
                     });
                 }
-                check_lease(txn, lease)?;
+                t.check_lease(lease)?;
                 let revision = self.revision + 1;
                 let kv = KeyValue {
                     key,
@@ -863,12 +862,13 @@ impl Batch {
                     version: prev.version + 1,
                     lease,
                 };
-                self.put(txn, &kv, Some(prev))?;
+                self.put(t, &kv, Some(prev))?;
                 Ok(Outcome::Written(kv))
             }
             WriteOp::Delete { key, expected } => {
-                let prev =
-                    current(txn, &key)?.ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+                let prev = t
+                    .current(&key)?
+                    .ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
                 if let Some(expected) = expected.filter(|e| *e != prev.mod_revision) {
                     return Err(StoreError::Conflict {
                         key,
@@ -876,30 +876,29 @@ impl Batch {
                         actual: prev.mod_revision,
                     });
                 }
-                let revision = self.remove(txn, prev.clone())?;
+                let revision = self.remove(t, prev.clone())?;
                 Ok(Outcome::Deleted(Deleted { revision, prev }))
             }
             WriteOp::GrantLease { ttl } => {
-                let mut meta = txn.open_table(META)?;
-                let id = meta.get(LEASE_SEQ_KEY)?.map(|v| v.value()).unwrap_or(0) + 1;
-                meta.insert(LEASE_SEQ_KEY, id)?;
+                let id = t.meta.get(LEASE_SEQ_KEY)?.map(|v| v.value()).unwrap_or(0) + 1;
+                t.meta.insert(LEASE_SEQ_KEY, id)?;
                 let id = id as LeaseId;
-                txn.open_table(LEASES)?.insert(id, ttl.as_millis() as u64)?;
+                t.leases.insert(id, ttl.as_millis() as u64)?;
                 self.lease_changes.push(LeaseChange::Granted(id, ttl));
                 Ok(Outcome::Granted(id))
             }
             WriteOp::RevokeLease { lease } => {
-                if txn.open_table(LEASES)?.remove(lease)?.is_none() {
+                if t.leases.remove(lease)?.is_none() {
                     return Err(StoreError::LeaseNotFound { lease });
                 }
-                let keys: Vec<String> = txn
-                    .open_table(LEASE_KEYS)?
+                let keys: Vec<String> = t
+                    .lease_keys
                     .range((lease, "")..(lease.saturating_add(1), ""))?
                     .map(|entry| Ok(entry?.0.value().1.to_owned()))
                     .collect::<Result<_>>()?;
                 for key in keys {
-                    if let Some(prev) = current(txn, &key)? {
-                        self.remove(txn, prev)?;
+                    if let Some(prev) = t.current(&key)? {
+                        self.remove(t, prev)?;
                     }
                 }
                 self.lease_changes.push(LeaseChange::Revoked(lease));
@@ -910,18 +909,17 @@ impl Batch {
 
     /// Writes `kv` (whose mod revision is the next revision) as the newest
     /// version of its key.
-    fn put(&mut self, txn: &WriteTransaction, kv: &KeyValue, prev: Option<KeyValue>) -> Result<()> {
+    fn put(&mut self, t: &mut Tables<'_>, kv: &KeyValue, prev: Option<KeyValue>) -> Result<()> {
         let revision = kv.mod_revision;
         let key = kv.key.as_str();
-        txn.open_table(CURRENT)?
-            .insert(key, encode_current(kv).as_slice())?;
-        txn.open_table(VERSIONS)?
+        t.current.insert(key, revision as u64)?;
+        t.versions
             .insert((key, revision as u64), encode_version(PUT, kv).as_slice())?;
-        txn.open_table(LOG)?
+        t.log
             .insert(revision as u64, encode_log(self.now_ms, key).as_slice())?;
         let old_lease = prev.as_ref().and_then(|p| p.lease);
         if old_lease != kv.lease {
-            let mut lease_keys = txn.open_table(LEASE_KEYS)?;
+            let lease_keys = &mut t.lease_keys;
             if let Some(old) = old_lease {
                 lease_keys.remove((old, key))?;
             }
@@ -939,10 +937,10 @@ impl Batch {
     }
 
     /// Deletes the key `prev` describes at the next revision.
-    fn remove(&mut self, txn: &WriteTransaction, prev: KeyValue) -> Result<Revision> {
+    fn remove(&mut self, t: &mut Tables<'_>, prev: KeyValue) -> Result<Revision> {
         let revision = self.revision + 1;
         let key = prev.key.as_str();
-        txn.open_table(CURRENT)?.remove(key)?;
+        t.current.remove(key)?;
         let tombstone = KeyValue {
             key: prev.key.clone(),
             value: Bytes::new(),
@@ -951,14 +949,14 @@ impl Batch {
             version: 0,
             lease: None,
         };
-        txn.open_table(VERSIONS)?.insert(
+        t.versions.insert(
             (key, revision as u64),
             encode_version(TOMBSTONE, &tombstone).as_slice(),
         )?;
-        txn.open_table(LOG)?
+        t.log
             .insert(revision as u64, encode_log(self.now_ms, key).as_slice())?;
         if let Some(lease) = prev.lease {
-            txn.open_table(LEASE_KEYS)?.remove((lease, key))?;
+            t.lease_keys.remove((lease, key))?;
         }
         self.revision = revision;
         self.events.push(WatchEvent {
@@ -970,19 +968,62 @@ impl Batch {
     }
 }
 
-fn check_lease(txn: &WriteTransaction, lease: Option<LeaseId>) -> Result<()> {
-    match lease {
-        Some(lease) if txn.open_table(LEASES)?.get(lease)?.is_none() => {
-            Err(StoreError::LeaseNotFound { lease })
+/// The tables of one write transaction, opened once per batch.
+struct Tables<'txn> {
+    meta: redb::Table<'txn, &'static str, u64>,
+    current: redb::Table<'txn, &'static str, u64>,
+    versions: redb::Table<'txn, (&'static str, u64), &'static [u8]>,
+    log: redb::Table<'txn, u64, &'static [u8]>,
+    leases: redb::Table<'txn, i64, u64>,
+    lease_keys: redb::Table<'txn, (i64, &'static str), ()>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+        Ok(Self {
+            meta: txn.open_table(META)?,
+            current: txn.open_table(CURRENT)?,
+            versions: txn.open_table(VERSIONS)?,
+            log: txn.open_table(LOG)?,
+            leases: txn.open_table(LEASES)?,
+            lease_keys: txn.open_table(LEASE_KEYS)?,
+        })
+    }
+
+    fn check_lease(&self, lease: Option<LeaseId>) -> Result<()> {
+        match lease {
+            Some(lease) if self.leases.get(lease)?.is_none() => {
+                Err(StoreError::LeaseNotFound { lease })
+            }
+            _ => Ok(()),
         }
-        _ => Ok(()),
+    }
+
+    fn current(&self, key: &str) -> Result<Option<KeyValue>> {
+        newest(&self.current, &self.versions, key)
     }
 }
 
-fn current(txn: &WriteTransaction, key: &str) -> Result<Option<KeyValue>> {
-    let table = txn.open_table(CURRENT)?;
-    let found = table.get(key)?;
-    Ok(found.map(|v| decode_current(key, v.value())))
+/// The live version of `key`, if any.
+fn newest(
+    current: &impl ReadableTable<&'static str, u64>,
+    versions: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    key: &str,
+) -> Result<Option<KeyValue>> {
+    let Some(revision) = current.get(key)?.map(|v| v.value()) else {
+        return Ok(None);
+    };
+    let record = versions
+        .get((key, revision))?
+        .ok_or_else(|| StoreError::MissingVersion {
+            key: key.to_owned(),
+            revision: revision as Revision,
+        })?;
+    Ok(Some(decode_version(
+        key,
+        revision as Revision,
+        record.value(),
+    )))
 }
 
 /// Reads a page of keys under a prefix at the newest or a past revision.
@@ -1012,12 +1053,13 @@ fn range_at(txn: &ReadTransaction, request: &RangeRequest) -> Result<RangeRespon
     let mut more = false;
     if revision == current {
         let table = txn.open_table(CURRENT)?;
+        let versions = txn.open_table(VERSIONS)?;
         let lower = match &request.start_after {
             Some(after) if after.as_str() >= prefix => Bound::Excluded(after.as_str()),
             _ => Bound::Included(prefix),
         };
         for entry in table.range::<&str>((lower, Bound::Unbounded))? {
-            let (key, value) = entry?;
+            let (key, mod_revision) = entry?;
             let key = key.value();
             if !key.starts_with(prefix) {
                 break;
@@ -1026,7 +1068,19 @@ fn range_at(txn: &ReadTransaction, request: &RangeRequest) -> Result<RangeRespon
                 more = true;
                 break;
             }
-            kvs.push(decode_current(key, value.value()));
+            let mod_revision = mod_revision.value();
+            let record =
+                versions
+                    .get((key, mod_revision))?
+                    .ok_or_else(|| StoreError::MissingVersion {
+                        key: key.to_owned(),
+                        revision: mod_revision as Revision,
+                    })?;
+            kvs.push(decode_version(
+                key,
+                mod_revision as Revision,
+                record.value(),
+            ));
         }
     } else {
         let table = txn.open_table(VERSIONS)?;
@@ -1274,29 +1328,6 @@ impl Maintenance {
 
 const PUT: u8 = 1;
 const TOMBSTONE: u8 = 0;
-
-/// `[mod][create][version][lease or 0][value]`, integers little-endian.
-fn encode_current(kv: &KeyValue) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + kv.value.len());
-    out.extend_from_slice(&kv.mod_revision.to_le_bytes());
-    out.extend_from_slice(&kv.create_revision.to_le_bytes());
-    out.extend_from_slice(&kv.version.to_le_bytes());
-    out.extend_from_slice(&kv.lease.unwrap_or(0).to_le_bytes());
-    out.extend_from_slice(&kv.value);
-    out
-}
-
-fn decode_current(key: &str, bytes: &[u8]) -> KeyValue {
-    let int = |i: usize| i64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    KeyValue {
-        key: key.to_owned(),
-        mod_revision: int(0),
-        create_revision: int(1),
-        version: int(2),
-        lease: Some(int(3)).filter(|l| *l != 0),
-        value: Bytes::copy_from_slice(&bytes[32..]),
-    }
-}
 
 /// `[kind][create][version][lease or 0][value]`; the mod revision is the key.
 fn encode_version(kind: u8, kv: &KeyValue) -> Vec<u8> {

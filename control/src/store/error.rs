@@ -99,6 +99,15 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// The store file lacks the value a key's newest version points to.
+    #[error("store file is damaged: no value for key {key} at revision {revision}")]
+    MissingVersion {
+        /// The key.
+        key: String,
+        /// The revision its newest version should be at.
+        revision: Revision,
+    },
+
     /// The store file could not be opened or created.
     #[error("cannot open store file {path}")]
     Open {

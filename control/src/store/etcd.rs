@@ -378,13 +378,10 @@ impl Store for EtcdStore {
         if let Some(revision) = request.revision {
             options = options.with_revision(revision);
         }
-        options = match request.limit {
-            // etcd reads a limit of 0 as "no limit": count instead, to learn
-            // whether there is more.
-            Some(0) => options.with_count_only(),
-            Some(limit) => options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX)),
-            None => options,
-        };
+        // A limit of 0 means no limit, in etcd as in Kubernetes.
+        if let Some(limit) = request.limit.filter(|l| *l > 0) {
+            options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
         let response = match self.kv.clone().get(start, Some(options)).await {
             Ok(response) => response,
             Err(error) => {
@@ -397,10 +394,7 @@ impl Store for EtcdStore {
             .iter()
             .map(|kv| self.key_value(kv))
             .collect::<Result<Vec<_>>>()?;
-        let more = match request.limit {
-            Some(0) => response.count() > 0,
-            _ => response.more(),
-        };
+        let more = response.more();
         // etcd's header carries the newest revision even for a read in the
         // past; the snapshot read is the one asked for.
         let revision = match request.revision {

@@ -101,7 +101,7 @@ pub struct RangeRequest {
     pub prefix: String,
     /// Read at this revision; `None` reads the newest state.
     pub revision: Option<Revision>,
-    /// At most this many keys; `None` for all.
+    /// At most this many keys; `None` or `Some(0)` for all (as in Kubernetes).
     pub limit: Option<usize>,
     /// Continue after this key (exclusive), as returned by a previous page.
     pub start_after: Option<String>,
