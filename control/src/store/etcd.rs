@@ -93,6 +93,11 @@ impl EtcdConfig {
     }
 
     /// The etcd client endpoints (`host:port`, or `http://host:port`).
+    pub fn endpoint_addresses(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Sets the etcd client endpoints (`host:port`, or `http://host:port`).
     pub fn endpoints(mut self, endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.endpoints = endpoints.into_iter().map(Into::into).collect();
         self

@@ -142,11 +142,12 @@ async fn key_prefixes_isolate_users_of_one_etcd() {
         .unwrap();
     let keys: Vec<_> = rest.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!((keys, rest.more), (vec!["/k/3"], false));
-    let counted = team_a
+    // A limit of 0 means no limit, as in Kubernetes.
+    let unlimited = team_a
         .range(RangeRequest::prefix("/k/").limit(0))
         .await
         .unwrap();
-    assert!(counted.kvs.is_empty() && counted.more);
+    assert_eq!((unlimited.kvs.len(), unlimited.more), (3, false));
 
     let all = whole.range(RangeRequest::prefix("/team-")).await.unwrap();
     let keys: Vec<_> = all.kvs.iter().map(|kv| kv.key.as_str()).collect();

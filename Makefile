@@ -1,0 +1,59 @@
+# skiff's entry points. `make run` starts a server, `make test` runs every
+# test, including those that need real components (containerd, etcd, a
+# registry), which `make deps` installs on Debian 12.
+
+CARGO ?= cargo
+# The examples are a workspace of their own, built for WASI 0.2.
+EXAMPLES_DIR := examples
+WASM_TARGET := wasm32-wasip2
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+DATA_DIR ?= .skiff/data
+SKIFF := $(TARGET_DIR)/release/skiff
+
+# Recipes fail on the first failing command, including inside pipes.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+.PHONY: all deps build build-examples run test bench fmt lint clean
+
+all: build
+
+## Install missing Debian packages and Rust targets (idempotent).
+deps:
+	bash scripts/deps.sh
+
+## Release build of the `skiff` binary and of the example guest apps.
+build: build-examples
+	$(CARGO) build --release --bin skiff
+
+build-examples:
+	cd $(EXAMPLES_DIR) && $(CARGO) build --release --target $(WASM_TARGET)
+
+## Start a server in the foreground, state under $(DATA_DIR).
+run: deps build
+	exec $(SKIFF) server --data-dir $(DATA_DIR)
+
+## Every test: unit, in-process and the ignored ones that need real
+## components (SKIFF_TEST_REAL=1). Any failure fails the make.
+test: export SKIFF_TEST_REAL := 1
+test: deps build-examples
+	$(CARGO) test --workspace --no-fail-fast -- --include-ignored
+
+## Benchmarks against a peer measured in the same run (needs `make deps`);
+## results are printed and written into BENCHMARKS.md.
+bench: deps
+	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench store
+
+fmt:
+	$(CARGO) fmt --all
+	cd $(EXAMPLES_DIR) && $(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd $(EXAMPLES_DIR) && $(CARGO) fmt --all --check
+	cd $(EXAMPLES_DIR) && $(CARGO) clippy --workspace --all-targets --target $(WASM_TARGET) -- -D warnings
+
+clean:
+	$(CARGO) clean
+	cd $(EXAMPLES_DIR) && $(CARGO) clean

@@ -1,0 +1,212 @@
+//! The command line: subcommands and their flags, parsed with clap derive.
+//! Parsing only; what each subcommand does lives in the library crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use skiff_control::store::EtcdConfig;
+
+/// skiff: a WebAssembly-first orchestrator. One binary runs a
+/// Kubernetes-compatible control plane and the node agent.
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `skiff`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane (API server, store, scheduler, controllers,
+    /// dashboard) and, unless --no-agent, an agent for this node.
+    Server(ServerArgs),
+    /// Run a node agent that joins the cluster of a server.
+    Agent(AgentArgs),
+    /// Print the version.
+    Version,
+}
+
+/// Flags of `skiff server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Directory for the embedded store, certificates and the local agent's
+    /// state [default: /var/lib/skiff as root, else $XDG_DATA_HOME/skiff].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address and port the API server and dashboard listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+
+    /// Keep cluster state in an etcd cluster instead of the embedded store,
+    /// e.g. etcd://h1:2379,h2:2379. Servers sharing one etcd cluster run side
+    /// by side.
+    #[arg(long, value_name = "URL", value_parser = parse_store_url)]
+    pub store: Option<EtcdConfig>,
+
+    /// Run no agent in this process: the server schedules pods onto agents
+    /// started with `skiff agent` only.
+    #[arg(long)]
+    pub no_agent: bool,
+}
+
+/// Flags of `skiff agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// URL of the server's API, e.g. https://10.0.0.1:6443.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+
+    /// File holding the bearer token the agent presents to the server.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Directory for the agent's state: pod logs, volumes, the module cache
+    /// [default: /var/lib/skiff as root, else $XDG_DATA_HOME/skiff].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Name of the Node object [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Labels added to the Node beside those the agent detects, e.g.
+    /// zone=a,tier=edge.
+    #[arg(
+        long,
+        value_name = "KEY=VALUE,...",
+        value_delimiter = ',',
+        value_parser = parse_label
+    )]
+    pub labels: Vec<(String, String)>,
+}
+
+/// Parses `--store etcd://host:port[,host:port...][/prefix]` with the
+/// store's own parser, so the flag and the library agree on the syntax.
+fn parse_store_url(url: &str) -> Result<EtcdConfig, String> {
+    EtcdConfig::from_url(url).map_err(|error| error.to_string())
+}
+
+/// Parses one `key=value` label; the value may be empty, as in Kubernetes.
+fn parse_label(label: &str) -> Result<(String, String), String> {
+    match label.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {label:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn store_urls_use_the_store_parser() {
+        assert!(parse_store_url("etcd://h1:2379,h2:2379").is_ok());
+        let error = parse_store_url("http://h1:2379").unwrap_err();
+        assert!(error.contains("http://h1:2379"), "{error}");
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(parse_label("zone=a"), Ok(("zone".into(), "a".into())));
+        assert_eq!(
+            parse_label("skiff.dev/x="),
+            Ok(("skiff.dev/x".into(), String::new()))
+        );
+        assert_eq!(parse_label("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_label("zone").is_err());
+        assert!(parse_label("=a").is_err());
+    }
+
+    #[test]
+    fn server_defaults_and_flags() {
+        let Command::Server(args) = Cli::parse_from(["skiff", "server"]).command else {
+            panic!("not server");
+        };
+        assert_eq!(args.listen, "127.0.0.1:6443".parse().unwrap());
+        assert_eq!(
+            (args.data_dir, args.store.is_none(), args.no_agent),
+            (None, true, false)
+        );
+
+        let cli = Cli::parse_from([
+            "skiff",
+            "server",
+            "--data-dir",
+            "/d",
+            "--listen",
+            "0.0.0.0:7443",
+            "--store",
+            "etcd://h1:2379,h2:2379",
+            "--no-agent",
+        ]);
+        let Command::Server(args) = cli.command else {
+            panic!("not server")
+        };
+        assert_eq!(args.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(args.listen, "0.0.0.0:7443".parse().unwrap());
+        assert_eq!(
+            args.store.as_ref().map(|c| c.endpoint_addresses().to_vec()),
+            Some(vec!["h1:2379".to_owned(), "h2:2379".to_owned()])
+        );
+        assert!(args.no_agent);
+    }
+
+    #[test]
+    fn agent_flags() {
+        let cli = Cli::parse_from([
+            "skiff",
+            "agent",
+            "--server",
+            "https://s:6443",
+            "--token-file",
+            "/t",
+            "--name",
+            "n1",
+            "--labels",
+            "zone=a,tier=edge",
+            "--labels",
+            "gpu=",
+        ]);
+        let Command::Agent(args) = cli.command else {
+            panic!("not agent")
+        };
+        assert_eq!(args.server, "https://s:6443");
+        assert_eq!(args.token_file, Some(PathBuf::from("/t")));
+        assert_eq!(args.name.as_deref(), Some("n1"));
+        let labels = [("zone", "a"), ("tier", "edge"), ("gpu", "")];
+        assert_eq!(
+            args.labels,
+            labels.map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        for argv in [
+            &["skiff", "server", "--listen", "localhost"][..],
+            &["skiff", "server", "--store", "etcd://h1:port"],
+            &["skiff", "agent"],
+            &[
+                "skiff",
+                "agent",
+                "--server",
+                "https://s:6443",
+                "--labels",
+                "nokey",
+            ],
+        ] {
+            let error = Cli::try_parse_from(argv).expect_err(&argv.join(" "));
+            assert_eq!(error.exit_code(), 2, "{}", argv.join(" "));
+        }
+    }
+}
