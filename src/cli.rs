@@ -51,6 +51,12 @@ pub struct ServerArgs {
     /// started with `skiff agent` only.
     #[arg(long)]
     pub no_agent: bool,
+
+    /// Serve the API over plain HTTP instead of HTTPS (bearer tokens still
+    /// required, but they cross the network in clear text): only behind a
+    /// TLS-terminating proxy or for local experiments.
+    #[arg(long)]
+    pub insecure_http: bool,
 }
 
 /// Flags of `skiff agent`.
@@ -134,8 +140,13 @@ mod tests {
         };
         assert_eq!(args.listen, "127.0.0.1:6443".parse().unwrap());
         assert_eq!(
-            (args.data_dir, args.store.is_none(), args.no_agent),
-            (None, true, false)
+            (
+                args.data_dir,
+                args.store.is_none(),
+                args.no_agent,
+                args.insecure_http
+            ),
+            (None, true, false, false)
         );
 
         let cli = Cli::parse_from([
@@ -148,6 +159,7 @@ mod tests {
             "--store",
             "etcd://h1:2379,h2:2379",
             "--no-agent",
+            "--insecure-http",
         ]);
         let Command::Server(args) = cli.command else {
             panic!("not server")
@@ -159,6 +171,7 @@ mod tests {
             Some(vec!["h1:2379".to_owned(), "h2:2379".to_owned()])
         );
         assert!(args.no_agent);
+        assert!(args.insecure_http);
     }
 
     #[test]

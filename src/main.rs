@@ -10,12 +10,17 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use skiff_control::server::{LocalAgent, ServerOptions, StoreBackend, Transport};
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
 /// Exit code of a subcommand that is not implemented yet (as for usage errors).
 const EXIT_NOT_IMPLEMENTED: u8 = 2;
+/// Exit code when a second SIGTERM/SIGINT cuts the graceful shutdown short
+/// (128 + SIGINT, as shells report an interrupted process).
+const EXIT_SECOND_SIGNAL: i32 = 130;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,18 +43,34 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Server(args) => {
             let data_dir = resolve_data_dir(args.data_dir)?;
-            let store = match &args.store {
-                Some(etcd) => format!("etcd {}", etcd.endpoint_addresses().join(",")),
-                None => "embedded".to_owned(),
-            };
-            let agent = if args.no_agent { "none" } else { "local" };
-            eprintln!(
-                "skiff server: not implemented yet; the API server is in progress.\n\
-                 would listen on {} (data dir {}, store {store}, agent {agent})",
-                args.listen,
-                data_dir.display(),
-            );
-            Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
+            let options = ServerOptions::default()
+                .data_dir(data_dir)
+                .listen(args.listen)
+                .store(match args.store {
+                    Some(etcd) => StoreBackend::Etcd(etcd),
+                    None => StoreBackend::Embedded,
+                })
+                .transport(if args.insecure_http {
+                    Transport::InsecureHttp
+                } else {
+                    Transport::Https
+                })
+                .local_agent(if args.no_agent {
+                    LocalAgent::Disabled
+                } else {
+                    LocalAgent::Enabled
+                });
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let shutdown = shutdown_signal().context("installing signal handlers")?;
+                skiff_control::server::run(options, shutdown)
+                    .await
+                    .context("skiff server failed")
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Agent(args) => {
             let data_dir = resolve_data_dir(args.data_dir)?;
@@ -62,6 +83,44 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
         }
     }
+}
+
+/// Resolves on the first SIGTERM or SIGINT, so that the server shuts down
+/// gracefully; a second one exits at once, for when that takes too long.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let (first, first_received) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut first = Some(first);
+        loop {
+            let name = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            match first.take() {
+                Some(first) => {
+                    tracing::info!(
+                        signal = name,
+                        "shutting down; send it again to exit at once"
+                    );
+                    let _ = first.send(());
+                }
+                None => {
+                    tracing::warn!(
+                        signal = name,
+                        "second signal: exiting without a clean shutdown"
+                    );
+                    std::process::exit(EXIT_SECOND_SIGNAL);
+                }
+            }
+        }
+    });
+    Ok(async move {
+        // An error means the watcher task is gone, which only happens
+        // when the runtime shuts down: stop as well.
+        let _ = first_received.await;
+    })
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).

@@ -4,5 +4,6 @@
 //!
 //! Architecture invariant: this crate depends on no server and no runtime crate.
 
+pub mod client;
 pub mod labels;
 pub mod runtime_class;

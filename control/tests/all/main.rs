@@ -1,5 +1,10 @@
 //! Integration tests of skiff-control, gathered in one binary.
 
+// The API server's Kubernetes semantics through kube-rs, on both stores.
+mod api;
+// Bad input: 40+ malformed or invalid requests, each a clear Status, none persisted.
+mod api_bad_input;
+
 // The scenarios every store backend must pass (instantiated below).
 mod store_conformance;
 // The embedded store: conformance, reopen, bad files, locking, group commit,
@@ -11,3 +16,10 @@ mod store_etcd;
 mod store_etcd_smoke;
 // Real components (etcd) that tests start and clean up themselves.
 mod support;
+// `skiff server` start and restart: the data dir's files and modes, the
+// kubeconfig with kube-rs over HTTPS, reuse on restart, certificate re-issue,
+// an etcd store.
+mod server_bootstrap;
+// The running server over the network: tokens and 401s, node limits, metrics,
+// readyz, ALPN h2, --insecure-http, watches ended at shutdown, kubectl.
+mod server_http;

@@ -1,0 +1,21 @@
+//! The Kubernetes-compatible API server: REST over the store, with
+//! Kubernetes' semantics, so that kubectl and client libraries work
+//! unchanged.
+//!
+//! Architecture invariant: this is the only module that opens the store.
+
+pub mod auth;
+pub mod body;
+pub mod discovery;
+pub mod error;
+pub mod handlers;
+pub mod health;
+pub mod meta;
+pub mod metrics;
+pub mod patch;
+pub mod request;
+pub mod resources;
+pub mod selector;
+pub mod tls;
+pub mod validation;
+pub mod watch;

@@ -1,0 +1,382 @@
+//! The resources the API serves: a static table of [`ResourceDef`]s, each
+//! with a [`KindHandler`] that knows its typed form (decoding with unknown
+//! field detection, validation).
+
+use std::marker::PhantomData;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::node::v1::RuntimeClass;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::body::{FieldValidation, decode_typed};
+use super::error::{ApiError, Cause};
+use super::validation::Validate;
+
+/// Decoding and validation of one kind, behind a trait object so the
+/// handlers stay generic.
+pub trait KindHandler: Send + Sync {
+    /// Decodes a request body into the kind's typed form and back, so that
+    /// the stored JSON is normalized; returns unknown-field warnings (an
+    /// error under `Strict`).
+    fn normalize(
+        &self,
+        value: Value,
+        validation: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError>;
+
+    /// Validation causes for a new object.
+    fn validate_create(&self, value: &Value) -> Vec<Cause>;
+
+    /// Validation causes for an update from `old` to `new`.
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause>;
+}
+
+struct Typed<K>(PhantomData<fn() -> K>);
+
+impl<K> KindHandler for Typed<K>
+where
+    K: Serialize + DeserializeOwned + Validate,
+{
+    fn normalize(
+        &self,
+        value: Value,
+        validation: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        let (typed, warnings) = decode_typed::<K>(value, validation)?;
+        let value =
+            serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok((value, warnings))
+    }
+
+    fn validate_create(&self, value: &Value) -> Vec<Cause> {
+        match serde_json::from_value::<K>(value.clone()) {
+            Ok(typed) => typed.validate_create(),
+            Err(error) => vec![Cause::invalid("", "", &error.to_string())],
+        }
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        match (
+            serde_json::from_value::<K>(new.clone()),
+            serde_json::from_value::<K>(old.clone()),
+        ) {
+            (Ok(new), Ok(old)) => new.validate_update(&old),
+            (Err(error), _) | (_, Err(error)) => vec![Cause::invalid("", "", &error.to_string())],
+        }
+    }
+}
+
+/// A subresource a resource serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    /// `/status`: only the status changes through it, and only through it.
+    Status,
+    /// `/scale`: an autoscaling/v1 Scale view of `spec.replicas`.
+    Scale,
+    /// `/binding`: pods only, assigns the pod to a node.
+    Binding,
+    /// `/finalize`: namespaces only, updates `spec.finalizers`.
+    Finalize,
+}
+
+impl Subresource {
+    /// The path segment.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Finalize => "finalize",
+        }
+    }
+}
+
+/// One served resource.
+pub struct ResourceDef {
+    /// API group, "" for core.
+    pub group: &'static str,
+    /// API version.
+    pub version: &'static str,
+    /// Kind, e.g. `Pod`.
+    pub kind: &'static str,
+    /// Plural, e.g. `pods`: the path segment and the store key segment.
+    pub plural: &'static str,
+    /// Singular, e.g. `pod`.
+    pub singular: &'static str,
+    /// kubectl short names.
+    pub short_names: &'static [&'static str],
+    /// Categories, e.g. `all`.
+    pub categories: &'static [&'static str],
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// Subresources served.
+    pub subresources: &'static [Subresource],
+    /// Typed behaviour.
+    pub handler: &'static dyn KindHandler,
+}
+
+impl ResourceDef {
+    /// `apiVersion` of the kind, e.g. `apps/v1` or `v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The group-qualified resource used in messages, e.g. `deployments.apps`.
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_owned()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// Whether the resource serves `sub`.
+    pub fn has(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// The store key prefix of the resource, in a namespace or across all.
+    pub fn prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/", self.plural),
+            _ => format!("/registry/{}/", self.plural),
+        }
+    }
+
+    /// The store key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}{name}", self.prefix(namespace))
+    }
+}
+
+macro_rules! typed {
+    ($kind:ty) => {
+        &Typed::<$kind>(PhantomData)
+    };
+}
+
+use Subresource::{Binding, Finalize, Scale, Status};
+
+/// Every resource the API serves.
+pub static RESOURCES: &[ResourceDef] = &[
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        singular: "namespace",
+        short_names: &["ns"],
+        categories: &[],
+        namespaced: false,
+        subresources: &[Status, Finalize],
+        handler: typed!(Namespace),
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        singular: "pod",
+        short_names: &["po"],
+        categories: &["all"],
+        namespaced: true,
+        subresources: &[Status, Binding],
+        handler: typed!(Pod),
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Node",
+        plural: "nodes",
+        singular: "node",
+        short_names: &["no"],
+        categories: &[],
+        namespaced: false,
+        subresources: &[Status],
+        handler: typed!(Node),
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Service",
+        plural: "services",
+        singular: "service",
+        short_names: &["svc"],
+        categories: &["all"],
+        namespaced: true,
+        subresources: &[Status],
+        handler: typed!(Service),
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Endpoints",
+        plural: "endpoints",
+        singular: "endpoints",
+        short_names: &["ep"],
+        categories: &[],
+        namespaced: true,
+        subresources: &[],
+        handler: typed!(Endpoints),
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        plural: "configmaps",
+        singular: "configmap",
+        short_names: &["cm"],
+        categories: &[],
+        namespaced: true,
+        subresources: &[],
+        handler: typed!(ConfigMap),
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Secret",
+        plural: "secrets",
+        singular: "secret",
+        short_names: &[],
+        categories: &[],
+        namespaced: true,
+        subresources: &[],
+        handler: typed!(Secret),
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        short_names: &["ev"],
+        categories: &[],
+        namespaced: true,
+        subresources: &[],
+        handler: typed!(Event),
+    },
+    ResourceDef {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        short_names: &[],
+        categories: &[],
+        namespaced: true,
+        subresources: &[],
+        handler: typed!(EndpointSlice),
+    },
+    ResourceDef {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        plural: "leases",
+        singular: "lease",
+        short_names: &[],
+        categories: &[],
+        namespaced: true,
+        subresources: &[],
+        handler: typed!(Lease),
+    },
+    ResourceDef {
+        group: "node.k8s.io",
+        version: "v1",
+        kind: "RuntimeClass",
+        plural: "runtimeclasses",
+        singular: "runtimeclass",
+        short_names: &[],
+        categories: &[],
+        namespaced: false,
+        subresources: &[],
+        handler: typed!(RuntimeClass),
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        singular: "deployment",
+        short_names: &["deploy"],
+        categories: &["all"],
+        namespaced: true,
+        subresources: &[Status, Scale],
+        handler: typed!(Deployment),
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        singular: "replicaset",
+        short_names: &["rs"],
+        categories: &["all"],
+        namespaced: true,
+        subresources: &[Status, Scale],
+        handler: typed!(ReplicaSet),
+    },
+];
+
+/// The resource served at `group/version/plural`, if any.
+pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The resource of a kind, if served.
+pub fn by_kind(group: &str, kind: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plurals_are_unique_and_found() {
+        for def in RESOURCES {
+            assert!(std::ptr::eq(
+                lookup(def.group, def.version, def.plural).unwrap(),
+                def
+            ));
+            assert_eq!(
+                RESOURCES.iter().filter(|r| r.plural == def.plural).count(),
+                1
+            );
+        }
+        assert!(lookup("", "v1", "widgets").is_none());
+        assert!(lookup("apps", "v1", "pods").is_none());
+    }
+
+    #[test]
+    fn keys_follow_the_registry_layout() {
+        let pods = lookup("", "v1", "pods").unwrap();
+        assert_eq!(
+            pods.key(Some("default"), "web"),
+            "/registry/pods/default/web"
+        );
+        assert_eq!(pods.prefix(None), "/registry/pods/");
+        let nodes = lookup("", "v1", "nodes").unwrap();
+        assert_eq!(nodes.key(None, "n1"), "/registry/nodes/n1");
+        assert_eq!(
+            lookup("apps", "v1", "deployments")
+                .unwrap()
+                .group_resource(),
+            "deployments.apps"
+        );
+    }
+}

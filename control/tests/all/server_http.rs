@@ -1,0 +1,371 @@
+//! The running server over the network: bearer-token authentication (401
+//! Status for no or unknown tokens, public health and version paths, the
+//! node token limited to what an agent needs), `/metrics`, `/readyz`, ALPN
+//! h2 and http/1.1, plain HTTP only with `--insecure-http`, a shutdown
+//! that ends open watches instead of waiting for them, and kubectl against
+//! it (ignored: needs kubectl).
+
+use std::time::{Duration, Instant};
+
+use hyper::{StatusCode, Version};
+use skiff_control::apiserver::health::version_info;
+use skiff_control::server::{ServerOptions, Transport, start};
+
+use super::server_bootstrap::{
+    admin_token, get, https, node_token, plain_http, read, start_server,
+};
+
+fn assert_unauthorized(answer: &super::server_bootstrap::Answer, what: &str) {
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "{what}: {answer:?}"
+    );
+    assert_eq!(
+        answer.content_type.as_deref(),
+        Some("application/json"),
+        "{what}"
+    );
+    let status = answer.json();
+    assert_eq!(
+        (
+            status["kind"].as_str(),
+            status["status"].as_str(),
+            status["reason"].as_str(),
+            status["code"].as_u64()
+        ),
+        (
+            Some("Status"),
+            Some("Failure"),
+            Some("Unauthorized"),
+            Some(401)
+        ),
+        "{what}: {status}"
+    );
+}
+
+#[tokio::test]
+async fn server_refuses_missing_and_unknown_tokens_with_a_status() {
+    let (_dir, server) = start_server().await;
+    let admin = admin_token(&server);
+    let wrong = "0".repeat(admin.len());
+
+    assert_unauthorized(&get(&server, "/api", None).await, "no token on /api");
+    assert_unauthorized(
+        &get(&server, "/api/v1/namespaces", None).await,
+        "no token on a resource",
+    );
+    assert_unauthorized(
+        &get(&server, "/metrics", None).await,
+        "no token on /metrics",
+    );
+    assert_unauthorized(&get(&server, "/api", Some(&wrong)).await, "wrong token");
+    assert_unauthorized(
+        &get(&server, "/api", Some(&admin[..32])).await,
+        "token prefix",
+    );
+    // A wrong token is refused even where no token is needed.
+    assert_unauthorized(
+        &get(&server, "/healthz", Some(&wrong)).await,
+        "wrong token on /healthz",
+    );
+
+    // The public paths answer anonymous callers.
+    for path in ["/healthz", "/livez", "/readyz"] {
+        let answer = get(&server, path, None).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "ok"),
+            "{path}"
+        );
+    }
+    let version = get(&server, "/version", None).await;
+    assert_eq!(version.status, StatusCode::OK);
+    assert_eq!(version.json()["gitVersion"], version_info().git_version);
+
+    let ok = get(&server, "/api", Some(&admin)).await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_node_token_authenticates_but_may_not_delete_pods() {
+    let (_dir, server) = start_server().await;
+    let node = node_token(&server);
+    let version = get(&server, "/version", Some(&node)).await;
+    assert_eq!(version.status, StatusCode::OK);
+    let namespaces = get(&server, "/api/v1/namespaces", Some(&node)).await;
+    assert_eq!(namespaces.status, StatusCode::OK, "{namespaces:?}");
+
+    let answer = https(
+        &server,
+        "127.0.0.1",
+        &[b"h2"],
+        "DELETE",
+        "/api/v1/namespaces/default/pods/x",
+        Some(&node),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
+    let status = answer.json();
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(
+        status["message"],
+        r#"pods "x" is forbidden: User "system:node" cannot delete resource "pods" in API group "" in the namespace "default""#
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_metrics_expose_the_request_watch_and_store_families() {
+    let (_dir, server) = start_server().await;
+    let admin = admin_token(&server);
+    assert_eq!(get(&server, "/readyz", None).await.status, StatusCode::OK);
+    assert_eq!(
+        get(&server, "/api/v1/namespaces", Some(&admin))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // One open watch, to be counted while it lasts.
+    let ca = server.paths().tls.ca_cert.clone();
+    let watch = tokio::spawn(watch_namespaces(server.local_addr(), ca, admin.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = get(&server, "/metrics", Some(&admin)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer
+            .content_type
+            .as_deref()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = answer.body;
+    for expect in [
+        // OpenMetrics names the counter family without `_total`.
+        "# TYPE apiserver_request counter",
+        r#"apiserver_request_total{verb="LIST",resource="namespaces",code="200"} 1"#,
+        r#"apiserver_request_total{verb="GET",resource="",code="200"} 1"#,
+        "# TYPE apiserver_request_duration_seconds histogram",
+        r#"apiserver_request_duration_seconds_count{verb="LIST",resource="namespaces"} 1"#,
+        "# TYPE apiserver_registered_watchers gauge",
+        r#"apiserver_registered_watchers{resource="namespaces"} 1"#,
+        r#"apiserver_request_total{verb="WATCH",resource="namespaces",code="200"} 1"#,
+        "# TYPE skiff_store_request_duration_seconds histogram",
+        r#"skiff_store_request_duration_seconds_count{operation="current_revision"}"#,
+        "# EOF",
+    ] {
+        assert!(text.contains(expect), "{expect:?} missing from\n{text}");
+    }
+    server.stop().await.unwrap();
+    watch.await.unwrap();
+}
+
+#[tokio::test]
+async fn server_readyz_checks_the_store() {
+    let (_dir, server) = start_server().await;
+    let answer = get(&server, "/readyz?verbose", Some(&admin_token(&server))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.body,
+        "[+]ping ok\n[+]store ok\n[+]shutdown ok\nreadyz check passed\n"
+    );
+    assert_eq!(
+        get(&server, "/readyz/store", None).await.status,
+        StatusCode::OK
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_negotiates_h2_and_http1_through_alpn() {
+    let (_dir, server) = start_server().await;
+    let h2 = https(
+        &server,
+        "127.0.0.1",
+        &[b"h2", b"http/1.1"],
+        "GET",
+        "/version",
+        None,
+    )
+    .await;
+    assert_eq!((h2.version, h2.status), (Version::HTTP_2, StatusCode::OK));
+    let h1 = https(
+        &server,
+        "localhost",
+        &[b"http/1.1"],
+        "GET",
+        "/version",
+        None,
+    )
+    .await;
+    assert_eq!((h1.version, h1.status), (Version::HTTP_11, StatusCode::OK));
+    let ipv6 = https(&server, "::1", &[b"h2"], "GET", "/healthz", None).await;
+    assert_eq!(ipv6.status, StatusCode::OK, "the certificate covers ::1");
+    // Plain HTTP to the HTTPS port is not served.
+    assert!(
+        plain_http(server.local_addr(), "GET", "/version", None)
+            .await
+            .is_err()
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_insecure_http_still_needs_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        ServerOptions::default()
+            .data_dir(dir.path().join("data"))
+            .listen("127.0.0.1:0".parse().unwrap())
+            .transport(Transport::InsecureHttp),
+    )
+    .await
+    .unwrap();
+    assert!(
+        server.api_url().starts_with("http://"),
+        "{}",
+        server.api_url()
+    );
+    let kubeconfig = read(&server.paths().kubeconfig);
+    assert!(
+        !kubeconfig.contains("certificate-authority-data"),
+        "{kubeconfig}"
+    );
+    let addr = server.local_addr();
+    let anonymous = plain_http(addr, "GET", "/api", None).await.unwrap();
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let admin = plain_http(addr, "GET", "/api", Some(&admin_token(&server)))
+        .await
+        .unwrap();
+    assert_eq!(admin.status, StatusCode::OK);
+    let health = plain_http(addr, "GET", "/healthz", None).await.unwrap();
+    assert_eq!(health.status, StatusCode::OK);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_stop_ends_open_watches_instead_of_waiting_the_grace_period() {
+    let (_dir, server) = start_server().await;
+    let admin = admin_token(&server);
+    // A watch over HTTP/2 that stays open (nothing changes).
+    let watch_server = server.local_addr();
+    let ca = server.paths().tls.ca_cert.clone();
+    let watch = tokio::spawn(watch_namespaces(watch_server, ca, admin.clone()));
+    let ready = get(&server, "/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!watch.is_finished(), "the watch should stay open");
+
+    let started = Instant::now();
+    server.stop().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    let (status, events) = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the watch ended")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        events.contains("\"ADDED\""),
+        "the watch sent the initial state: {events}"
+    );
+}
+
+/// Watches namespaces over h2 until the server ends the stream; returns the
+/// status and everything received.
+async fn watch_namespaces(
+    addr: std::net::SocketAddr,
+    ca: std::path::PathBuf,
+    token: String,
+) -> (StatusCode, String) {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt as _, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls::pki_types::pem::PemObject as _;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get(format!(
+        "https://127.0.0.1:{}/api/v1/namespaces?watch=true",
+        addr.port()
+    ))
+    .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+    .body(Empty::<Bytes>::new())
+    .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut received = String::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    received.push_str(&String::from_utf8_lossy(data));
+                }
+            }
+            // A reset stream would also end it, but less politely.
+            Err(error) => panic!("the watch stream failed instead of ending: {error}"),
+        }
+    }
+    (status, received)
+}
+
+#[tokio::test]
+#[ignore = "needs kubectl; run by make test"]
+async fn server_answers_kubectl() {
+    let (_dir, server) = start_server().await;
+    let kubeconfig = server.paths().kubeconfig.clone();
+    let output = tokio::process::Command::new("kubectl")
+        .args(["version", "-o", "json"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .await
+        .expect("run kubectl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "kubectl version failed:\n{stdout}\n{stderr}"
+    );
+    let version: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        version["serverVersion"]["gitVersion"],
+        version_info().git_version,
+        "{stdout}"
+    );
+
+    let output = tokio::process::Command::new("kubectl")
+        .args(["get", "namespaces", "-o", "name"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .await
+        .expect("run kubectl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.lines().any(|l| l == "namespace/default"),
+        "kubectl get namespaces:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.stop().await.unwrap();
+}
