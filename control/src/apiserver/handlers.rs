@@ -496,10 +496,10 @@ impl Api {
     async fn read_object(&self, call: &mut Call) -> Result<(Value, Vec<String>), ApiError> {
         let format = body::body_format(call.headers.get(header::CONTENT_TYPE))?;
         let bytes = body::read_body(std::mem::take(&mut call.body), body::MAX_BODY_BYTES).await?;
-        let value = body::parse_value(&bytes, format)?;
-        check_type(call.def, &value)?;
+        let parsed = body::parse_body(&bytes, format)?;
+        check_type(call.def, &parsed.value)?;
         let validation = body::field_validation(call.query.get("fieldValidation"))?;
-        call.def.handler.normalize(value, validation)
+        call.def.handler.normalize_body(parsed, validation)
     }
 
     async fn create(&self, mut call: Call) -> Result<Response, ApiError> {
@@ -812,7 +812,7 @@ impl Api {
             if pinned.is_some_and(|rv| rv != revision) {
                 return Err(conflict(call.def, &name));
             }
-            let (patched, warnings) = call.def.handler.normalize(patched, validation)?;
+            let (patched, warnings) = call.def.handler.normalize_patched(patched, validation)?;
             match self
                 .write_update(call.def, current, revision, patched, sub, dry_run)
                 .await

@@ -15,8 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::body::{FieldValidation, decode_typed};
+use super::body::{FieldValidation, ParsedBody, decode_body, decode_typed};
 use super::error::{ApiError, Cause};
+use super::patch::decode_patched;
 use super::validation::Validate;
 
 /// Decoding and validation of one kind, behind a trait object so the
@@ -26,6 +27,22 @@ pub trait KindHandler: Send + Sync {
     /// the stored JSON is normalized; returns unknown-field warnings (an
     /// error under `Strict`).
     fn normalize(
+        &self,
+        value: Value,
+        validation: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError>;
+
+    /// As [`KindHandler::normalize`] for a create or update body, also
+    /// reporting duplicate keys, with kube-apiserver's wording (400).
+    fn normalize_body(
+        &self,
+        parsed: ParsedBody,
+        validation: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError>;
+
+    /// As [`KindHandler::normalize`] for the result of a patch: failures are
+    /// 422 on the field `patch`, as kube-apiserver answers.
+    fn normalize_patched(
         &self,
         value: Value,
         validation: FieldValidation,
@@ -50,6 +67,28 @@ where
         validation: FieldValidation,
     ) -> Result<(Value, Vec<String>), ApiError> {
         let (typed, warnings) = decode_typed::<K>(value, validation)?;
+        let value =
+            serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok((value, warnings))
+    }
+
+    fn normalize_body(
+        &self,
+        parsed: ParsedBody,
+        validation: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        let (typed, warnings) = decode_body::<K>(parsed, validation)?;
+        let value =
+            serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok((value, warnings))
+    }
+
+    fn normalize_patched(
+        &self,
+        value: Value,
+        validation: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        let (typed, warnings) = decode_patched::<K>(value, validation)?;
         let value =
             serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         Ok((value, warnings))

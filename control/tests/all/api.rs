@@ -734,3 +734,102 @@ async fn bad_objects_are_rejected_with_causes(h: &Harness) {
     assert_eq!(code(&error), 422);
     assert_eq!(h.api.store().current_revision().await.unwrap(), before);
 }
+
+/// A watcher that stops reading is dropped once it falls behind (its stream
+/// ends instead of buffering without bound), and resuming from the last
+/// resourceVersion it saw delivers the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_watchers_are_dropped_and_can_resume() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let h = embedded().await;
+    let maps: Api<ConfigMap> = Api::namespaced(h.client.clone(), "default");
+    let start = maps
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let request = Request::builder()
+        .uri(format!(
+            "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={start}"
+        ))
+        .extension(Identity::Admin)
+        .body(Body::empty())
+        .unwrap();
+    let response = h.api.router().oneshot(request).await.unwrap();
+    let mut body = response.into_body().into_data_stream();
+    // Far more events than the cache's channel holds, while nobody reads.
+    const WRITES: usize = 3_000;
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let maps = maps.clone();
+            tokio::spawn(async move {
+                for i in (w..WRITES).step_by(16) {
+                    maps.create(
+                        &PostParams::default(),
+                        &config_map(&format!("m{i:05}"), "v"),
+                    )
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last = String::new();
+    let mut buffer = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), body.next())
+        .await
+        .expect("stream neither ended nor moved")
+    {
+        buffer.extend_from_slice(&chunk.unwrap());
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            seen.insert(
+                event["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+            last = event["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+    }
+    assert!(
+        !seen.is_empty() && seen.len() < WRITES,
+        "the slow watcher got {} events",
+        seen.len()
+    );
+    // Resume where it stopped: the rest arrives.
+    let mut resumed = maps
+        .watch(&WatchParams::default(), &last)
+        .await
+        .unwrap()
+        .boxed();
+    while seen.len() < WRITES {
+        match tokio::time::timeout(Duration::from_secs(20), resumed.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            WatchEvent::Added(map) => {
+                assert!(
+                    seen.insert(map.metadata.name.unwrap()),
+                    "duplicate after resume"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -255,3 +255,39 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         failures.join("\n")
     );
 }
+
+/// Unknown fields are dropped with a `Warning` header each under the
+/// default field validation, and refused under Strict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_get_warnings() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(EmbeddedConfig::new(dir.path().join("s.redb"))).unwrap());
+    let api = Api::new(store);
+    api.bootstrap().await.unwrap();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(PODS)
+        .header("content-type", "application/json")
+        .extension(Identity::Admin)
+        .body(Body::from(pod(|p| {
+            p["spec"]["bogus"] = json!(1);
+            p["extra"] = json!("x");
+        })))
+        .unwrap();
+    let response = api.router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let warnings: Vec<&str> = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("unknown field \\\"spec.bogus\\\"")),
+        "{warnings:?}"
+    );
+}
