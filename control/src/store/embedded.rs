@@ -7,16 +7,33 @@
 //! answers, so concurrent writers share an fsync and an acknowledged write is
 //! on disk. Reads run on tokio's blocking pool over redb's MVCC snapshots.
 //!
-//! History for watches and past reads lives in the file next to the newest
-//! state: every version of every key (`versions`) and a log of which key each
-//! revision changed (`log`). Compaction drops what is older than the
-//! compaction revision except each key's newest version before it, and runs
-//! automatically, bounded by a number of revisions and an age.
+//! Values live in one place, the log (`log`): revision → record of the change
+//! made at that revision (put or tombstone, time, create revision, version,
+//! lease, the revision of the key's previous log entry in the same
+//! incarnation, key, value). Revisions grow, so a batch appends to the log's
+//! last pages instead of copying a page per write all over a tree. The newest
+//! state (`current`) maps each live key to the revision of its log record.
+//!
+//! - A read at the newest revision follows `current` into the log.
+//! - A watch catching up from the file reads the log in order; each record
+//!   has the event, and its previous-entry revision leads to the value it
+//!   replaced.
+//! - A read at a past revision R reads the log after R: a key's first entry
+//!   after R names, through its previous-entry revision, the version the key
+//!   had at R (none for a create); keys the log does not name after R are as
+//!   `current` has them. Its cost grows with the changes since R, which
+//!   retention bounds.
+//!
+//! Compaction to C walks the log before C and removes, for each entry, the
+//! version it superseded, and each tombstone itself. What remains is the
+//! state at C, every change from C on, and the versions those changes
+//! replaced. It runs in chunks, each its own transaction, and automatically,
+//! bounded by a number of revisions and an age.
 //!
 //! A maintenance thread expires leases (deleting their keys through the
 //! writer) and triggers automatic compaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -41,11 +58,9 @@ use super::{
 
 /// Meta entries: magic, format, revision, compacted, lease sequence.
 const META: TableDefinition<&str, u64> = TableDefinition::new("skiff_meta");
-/// The newest state: key → mod revision of its live version in `versions`.
+/// The newest state: key → revision of its live version in `log`.
 const CURRENT: TableDefinition<&str, u64> = TableDefinition::new("skiff_current");
-/// Every retained version: (key, mod revision) → encoded version record.
-const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("skiff_versions");
-/// Which key each retained revision changed: revision → (unix ms, key).
+/// Every retained change: revision → record (see [`Record`]).
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("skiff_log");
 /// Live leases: id → TTL in milliseconds.
 const LEASES: TableDefinition<i64, u64> = TableDefinition::new("skiff_leases");
@@ -342,7 +357,7 @@ impl Shared {
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let key = key.to_owned();
-        self.read(move |txn| newest(&txn.open_table(CURRENT)?, &txn.open_table(VERSIONS)?, &key))
+        self.read(move |txn| newest(&txn.open_table(CURRENT)?, &txn.open_table(LOG)?, &key))
             .await
     }
 
@@ -589,7 +604,6 @@ fn initialize(db: &Database, path: &Path) -> Result<Recovered> {
             meta.insert(COMPACTED_KEY, 0)?;
             meta.insert(LEASE_SEQ_KEY, 0)?;
             txn.open_table(CURRENT)?;
-            txn.open_table(VERSIONS)?;
             txn.open_table(LOG)?;
             txn.open_table(LEASES)?;
             txn.open_table(LEASE_KEYS)?;
@@ -677,7 +691,7 @@ impl Writer {
         let mut batch = Batch {
             revision: self.revision,
             now_ms: unix_millis(),
-            events: Vec::new(),
+            events: Vec::with_capacity(writes.len()),
             lease_changes: Vec::new(),
         };
         let mut answers = Vec::with_capacity(writes.len());
@@ -772,37 +786,31 @@ impl Writer {
     }
 }
 
-/// Drops history in `[floor, upto)`: every version older than a newer one
-/// before `upto`, every tombstone before `upto`, and the log before `upto`.
-/// What remains answers reads at `upto` and later, and gives the event at
-/// `upto` its previous value.
+/// Drops history in `[floor, upto)`: for each log entry there, the version it
+/// superseded (its previous entry) and, for a tombstone, the entry itself.
+/// What remains answers reads at `upto` and later, and gives every event from
+/// `upto` on its previous value.
 fn compact_chunk(txn: &WriteTransaction, floor: u64, upto: u64) -> Result<()> {
     let mut log = txn.open_table(LOG)?;
-    let mut versions = txn.open_table(VERSIONS)?;
-    let entries: Vec<(u64, String)> = log
+    let entries: Vec<(u64, u64, bool)> = log
         .range(floor..upto)?
         .map(|entry| {
-            let (rev, value) = entry?;
-            Ok((rev.value(), decode_log(value.value()).1.to_owned()))
+            let (revision, record) = entry?;
+            let record = Record(record.value());
+            Ok((
+                revision.value(),
+                record.prev_revision(),
+                record.is_tombstone(),
+            ))
         })
         .collect::<Result<_>>()?;
-    for (rev, key) in &entries {
-        let older: Vec<u64> = versions
-            .range((key.as_str(), 0)..(key.as_str(), *rev))?
-            .map(|entry| Ok(entry?.0.value().1))
-            .collect::<Result<_>>()?;
-        for old in older {
-            versions.remove((key.as_str(), old))?;
+    for (revision, prev_revision, tombstone) in entries {
+        if prev_revision > 0 {
+            log.remove(prev_revision)?;
         }
-        let tombstone = versions
-            .get((key.as_str(), *rev))?
-            .is_some_and(|v| v.value()[0] == TOMBSTONE);
         if tombstone {
-            versions.remove((key.as_str(), *rev))?;
+            log.remove(revision)?;
         }
-    }
-    for (rev, _) in &entries {
-        log.remove(*rev)?;
     }
     txn.open_table(META)?.insert(COMPACTED_KEY, upto)?;
     Ok(())
@@ -842,17 +850,19 @@ impl Batch {
                 expected,
                 lease,
             } => {
-                let prev = t
-                    .current(&key)?
-                    .ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
-                if prev.mod_revision != expected {
+                // The guard needs only the index; the log is read on success.
+                let Some(actual) = t.current.get(key.as_str())?.map(|v| v.value()) else {
+                    return Err(StoreError::NotFound { key });
+                };
+                if actual as Revision != expected {
                     return Err(StoreError::Conflict {
                         key,
                         expected,
-                        actual: prev.mod_revision,
+                        actual: actual as Revision,
                     });
                 }
                 t.check_lease(lease)?;
+                let prev = t.version(key.clone(), actual)?;
                 let revision = self.revision + 1;
                 let kv = KeyValue {
                     key,
@@ -866,16 +876,17 @@ impl Batch {
                 Ok(Outcome::Written(kv))
             }
             WriteOp::Delete { key, expected } => {
-                let prev = t
-                    .current(&key)?
-                    .ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
-                if let Some(expected) = expected.filter(|e| *e != prev.mod_revision) {
+                let Some(actual) = t.current.get(key.as_str())?.map(|v| v.value()) else {
+                    return Err(StoreError::NotFound { key });
+                };
+                if let Some(expected) = expected.filter(|e| *e != actual as Revision) {
                     return Err(StoreError::Conflict {
                         key,
                         expected,
-                        actual: prev.mod_revision,
+                        actual: actual as Revision,
                     });
                 }
+                let prev = t.version(key, actual)?;
                 let revision = self.remove(t, prev.clone())?;
                 Ok(Outcome::Deleted(Deleted { revision, prev }))
             }
@@ -908,15 +919,20 @@ impl Batch {
     }
 
     /// Writes `kv` (whose mod revision is the next revision) as the newest
-    /// version of its key.
+    /// version of its key; `prev` is the version it replaces, if any.
     fn put(&mut self, t: &mut Tables<'_>, kv: &KeyValue, prev: Option<KeyValue>) -> Result<()> {
         let revision = kv.mod_revision;
         let key = kv.key.as_str();
         t.current.insert(key, revision as u64)?;
-        t.versions
-            .insert((key, revision as u64), encode_version(PUT, kv).as_slice())?;
-        t.log
-            .insert(revision as u64, encode_log(self.now_ms, key).as_slice())?;
+        let header = RecordHeader {
+            tombstone: false,
+            unix_ms: self.now_ms,
+            create_revision: kv.create_revision,
+            version: kv.version,
+            lease: kv.lease,
+            prev_revision: prev.as_ref().map_or(0, |p| p.mod_revision as u64),
+        };
+        header.append(&mut t.log, revision as u64, key, &kv.value)?;
         let old_lease = prev.as_ref().and_then(|p| p.lease);
         if old_lease != kv.lease {
             let lease_keys = &mut t.lease_keys;
@@ -941,30 +957,37 @@ impl Batch {
         let revision = self.revision + 1;
         let key = prev.key.as_str();
         t.current.remove(key)?;
-        let tombstone = KeyValue {
-            key: prev.key.clone(),
-            value: Bytes::new(),
+        let header = RecordHeader {
+            tombstone: true,
+            unix_ms: self.now_ms,
             create_revision: 0,
-            mod_revision: revision,
             version: 0,
             lease: None,
+            prev_revision: prev.mod_revision as u64,
         };
-        t.versions.insert(
-            (key, revision as u64),
-            encode_version(TOMBSTONE, &tombstone).as_slice(),
-        )?;
-        t.log
-            .insert(revision as u64, encode_log(self.now_ms, key).as_slice())?;
+        header.append(&mut t.log, revision as u64, key, &[])?;
         if let Some(lease) = prev.lease {
             t.lease_keys.remove((lease, key))?;
         }
         self.revision = revision;
         self.events.push(WatchEvent {
             kind: EventKind::Delete,
-            kv: tombstone,
+            kv: tombstone(prev.key.clone(), revision),
             prev: Some(prev),
         });
         Ok(revision)
+    }
+}
+
+/// The `kv` of a delete event: the key and the revision of the delete.
+fn tombstone(key: String, revision: Revision) -> KeyValue {
+    KeyValue {
+        key,
+        value: Bytes::new(),
+        create_revision: 0,
+        mod_revision: revision,
+        version: 0,
+        lease: None,
     }
 }
 
@@ -972,7 +995,6 @@ impl Batch {
 struct Tables<'txn> {
     meta: redb::Table<'txn, &'static str, u64>,
     current: redb::Table<'txn, &'static str, u64>,
-    versions: redb::Table<'txn, (&'static str, u64), &'static [u8]>,
     log: redb::Table<'txn, u64, &'static [u8]>,
     leases: redb::Table<'txn, i64, u64>,
     lease_keys: redb::Table<'txn, (i64, &'static str), ()>,
@@ -983,7 +1005,6 @@ impl<'txn> Tables<'txn> {
         Ok(Self {
             meta: txn.open_table(META)?,
             current: txn.open_table(CURRENT)?,
-            versions: txn.open_table(VERSIONS)?,
             log: txn.open_table(LOG)?,
             leases: txn.open_table(LEASES)?,
             lease_keys: txn.open_table(LEASE_KEYS)?,
@@ -1000,30 +1021,39 @@ impl<'txn> Tables<'txn> {
     }
 
     fn current(&self, key: &str) -> Result<Option<KeyValue>> {
-        newest(&self.current, &self.versions, key)
+        newest(&self.current, &self.log, key)
+    }
+
+    fn version(&self, key: String, revision: u64) -> Result<KeyValue> {
+        version_at(&self.log, key, revision)
     }
 }
 
 /// The live version of `key`, if any.
 fn newest(
     current: &impl ReadableTable<&'static str, u64>,
-    versions: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    log: &impl ReadableTable<u64, &'static [u8]>,
     key: &str,
 ) -> Result<Option<KeyValue>> {
-    let Some(revision) = current.get(key)?.map(|v| v.value()) else {
-        return Ok(None);
-    };
-    let record = versions
-        .get((key, revision))?
-        .ok_or_else(|| StoreError::MissingVersion {
-            key: key.to_owned(),
+    match current.get(key)? {
+        Some(revision) => Ok(Some(version_at(log, key.to_owned(), revision.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// The version of `key` the log holds at `revision` (a put of that key).
+fn version_at(
+    log: &impl ReadableTable<u64, &'static [u8]>,
+    key: String,
+    revision: u64,
+) -> Result<KeyValue> {
+    match log.get(revision)? {
+        Some(record) => Ok(Record(record.value()).key_value(key, revision as Revision)),
+        None => Err(StoreError::MissingVersion {
+            key,
             revision: revision as Revision,
-        })?;
-    Ok(Some(decode_version(
-        key,
-        revision as Revision,
-        record.value(),
-    )))
+        }),
+    }
 }
 
 /// Reads a page of keys under a prefix at the newest or a past revision.
@@ -1049,76 +1079,83 @@ fn range_at(txn: &ReadTransaction, request: &RangeRequest) -> Result<RangeRespon
     };
     let prefix = request.prefix.as_str();
     let limit = request.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
-    let mut kvs = Vec::new();
-    let mut more = false;
-    if revision == current {
-        let table = txn.open_table(CURRENT)?;
-        let versions = txn.open_table(VERSIONS)?;
-        let lower = match &request.start_after {
-            Some(after) if after.as_str() >= prefix => Bound::Excluded(after.as_str()),
-            _ => Bound::Included(prefix),
-        };
-        for entry in table.range::<&str>((lower, Bound::Unbounded))? {
+    let after = request
+        .start_after
+        .as_deref()
+        .filter(|after| *after >= prefix);
+    let lower = after.map_or(Bound::Included(prefix), Bound::Excluded);
+    let table = txn.open_table(CURRENT)?;
+    let log = txn.open_table(LOG)?;
+
+    // The state at `revision` of the keys changed since, from their first
+    // change after it: the version it replaced, or 0 if it created the key.
+    let mut changed: BTreeMap<String, u64> = BTreeMap::new();
+    if revision < current {
+        for entry in log.range(revision as u64 + 1..=current as u64)? {
+            let (_, record) = entry?;
+            let record = Record(record.value());
+            let key = record.key();
+            if key.starts_with(prefix)
+                && after.is_none_or(|after| key > after)
+                && !changed.contains_key(key)
+            {
+                changed.insert(key.to_owned(), record.prev_revision());
+            }
+        }
+    }
+    let mut changed = changed.into_iter().filter(|(_, prev)| *prev > 0);
+
+    // Every other key under the prefix is as `current` has it: its newest
+    // version is at or before `revision`.
+    let mut current_keys = table.range::<&str>((lower, Bound::Unbounded))?;
+    let mut next_unchanged = move || -> Result<Option<(String, u64)>> {
+        for entry in current_keys.by_ref() {
             let (key, mod_revision) = entry?;
             let key = key.value();
             if !key.starts_with(prefix) {
                 break;
             }
-            if kvs.len() == limit {
-                more = true;
-                break;
-            }
             let mod_revision = mod_revision.value();
-            let record =
-                versions
-                    .get((key, mod_revision))?
-                    .ok_or_else(|| StoreError::MissingVersion {
-                        key: key.to_owned(),
-                        revision: mod_revision as Revision,
-                    })?;
-            kvs.push(decode_version(
-                key,
-                mod_revision as Revision,
-                record.value(),
-            ));
+            if mod_revision <= revision as u64 {
+                return Ok(Some((key.to_owned(), mod_revision)));
+            }
         }
-    } else {
-        let table = txn.open_table(VERSIONS)?;
-        let lower = match &request.start_after {
-            Some(after) if after.as_str() >= prefix => Bound::Excluded((after.as_str(), u64::MAX)),
-            _ => Bound::Included((prefix, 0)),
-        };
-        // Versions come sorted by key, then revision: keep each key's newest
-        // version at or before `revision`.
-        let mut best: Option<(String, Vec<u8>, u64)> = None;
-        let flush = |best: Option<(String, Vec<u8>, u64)>, kvs: &mut Vec<KeyValue>| -> bool {
-            if let Some((key, record, rev)) = best
-                && record[0] == PUT
-            {
-                if kvs.len() == limit {
-                    return false;
+        Ok(None)
+    };
+
+    // Merge both in key order; they never share a key.
+    let mut kvs = Vec::new();
+    let mut more = false;
+    let mut unchanged_head = next_unchanged()?;
+    let mut changed_head = changed.next();
+    loop {
+        let (key, mod_revision) = match (unchanged_head.take(), changed_head.take()) {
+            (None, None) => break,
+            (Some(unchanged), None) => {
+                unchanged_head = next_unchanged()?;
+                unchanged
+            }
+            (None, Some(changed_version)) => {
+                changed_head = changed.next();
+                changed_version
+            }
+            (Some(unchanged), Some(changed_version)) => {
+                if unchanged.0 < changed_version.0 {
+                    changed_head = Some(changed_version);
+                    unchanged_head = next_unchanged()?;
+                    unchanged
+                } else {
+                    unchanged_head = Some(unchanged);
+                    changed_head = changed.next();
+                    changed_version
                 }
-                kvs.push(decode_version(&key, rev as Revision, &record));
             }
-            true
         };
-        for entry in table.range::<(&str, u64)>((lower, Bound::Unbounded))? {
-            let (key, value) = entry?;
-            let (key, rev) = key.value();
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if best.as_ref().is_some_and(|(k, _, _)| k != key) && !flush(best.take(), &mut kvs) {
-                more = true;
-                break;
-            }
-            if rev <= revision as u64 {
-                best = Some((key.to_owned(), value.value().to_vec(), rev));
-            }
-        }
-        if !more && !flush(best.take(), &mut kvs) {
+        if kvs.len() == limit {
             more = true;
+            break;
         }
+        kvs.push(version_at(&log, key, mod_revision)?);
     }
     Ok(RangeResponse {
         kvs,
@@ -1144,33 +1181,26 @@ fn read_history(
         });
     }
     let log = txn.open_table(LOG)?;
-    let versions = txn.open_table(VERSIONS)?;
     let end = upto.min(from + WATCH_READ_CHUNK as Revision - 1);
     let mut events = Vec::new();
     for entry in log.range(from as u64..=end as u64)? {
-        let (rev, value) = entry?;
-        let rev = rev.value();
-        let (_, key) = decode_log(value.value());
+        let (revision, record) = entry?;
+        let revision = revision.value() as Revision;
+        let record = Record(record.value());
+        let key = record.key();
         if !key.starts_with(prefix) {
             continue;
         }
-        let Some(record) = versions.get((key, rev))? else {
-            continue;
+        // Compaction keeps the version replaced by any change from
+        // `compacted` on.
+        let prev = match record.prev_revision() {
+            0 => None,
+            prev_revision => Some(version_at(&log, key.to_owned(), prev_revision)?),
         };
-        let record = record.value();
-        let prev = versions
-            .range((key, 0)..(key, rev))?
-            .next_back()
-            .transpose()?
-            .and_then(|(k, v)| {
-                let v = v.value();
-                (v[0] == PUT).then(|| decode_version(key, k.value().1 as Revision, v))
-            });
-        let kv = decode_version(key, rev as Revision, record);
-        let kind = if record[0] == PUT {
-            EventKind::Put
+        let (kind, kv) = if record.is_tombstone() {
+            (EventKind::Delete, tombstone(key.to_owned(), revision))
         } else {
-            EventKind::Delete
+            (EventKind::Put, record.key_value(key.to_owned(), revision))
         };
         events.push(WatchEvent { kind, kv, prev });
     }
@@ -1316,7 +1346,7 @@ impl Maintenance {
         let mut by_age = current;
         for entry in log.range(compacted.max(0) as u64..)? {
             let (rev, value) = entry?;
-            if decode_log(value.value()).0 >= cutoff {
+            if Record(value.value()).unix_ms() >= cutoff {
                 by_age = rev.value() as Revision;
                 break;
             }
@@ -1326,47 +1356,118 @@ impl Maintenance {
     }
 }
 
+// A log record is `[kind][unix ms][create revision][version][lease or 0]
+// [prev revision][key length][key][value]`, integers little-endian, 8 bytes
+// each but the 4-byte key length.
 const PUT: u8 = 1;
 const TOMBSTONE: u8 = 0;
+const UNIX_MS_AT: usize = 1;
+const CREATE_REVISION_AT: usize = 9;
+const VERSION_AT: usize = 17;
+const LEASE_AT: usize = 25;
+const PREV_REVISION_AT: usize = 33;
+const KEY_LEN_AT: usize = 41;
+const RECORD_HEADER: usize = 45;
 
-/// `[kind][create][version][lease or 0][value]`; the mod revision is the key.
-fn encode_version(kind: u8, kv: &KeyValue) -> Vec<u8> {
-    let mut out = Vec::with_capacity(25 + kv.value.len());
-    out.push(kind);
-    out.extend_from_slice(&kv.create_revision.to_le_bytes());
-    out.extend_from_slice(&kv.version.to_le_bytes());
-    out.extend_from_slice(&kv.lease.unwrap_or(0).to_le_bytes());
-    out.extend_from_slice(&kv.value);
-    out
+/// The fixed fields of a log record; the key and the value follow them.
+struct RecordHeader {
+    tombstone: bool,
+    /// When the change was committed, for compaction by age.
+    unix_ms: u64,
+    create_revision: Revision,
+    version: i64,
+    lease: Option<LeaseId>,
+    /// The revision of the key's previous log entry in the same incarnation
+    /// (the version replaced or deleted), 0 for a create.
+    prev_revision: u64,
 }
 
-fn decode_version(key: &str, mod_revision: Revision, bytes: &[u8]) -> KeyValue {
-    let int = |i: usize| {
-        let at = 1 + i * 8;
-        i64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
-    };
-    KeyValue {
-        key: key.to_owned(),
-        mod_revision,
-        create_revision: int(0),
-        version: int(1),
-        lease: Some(int(2)).filter(|l| *l != 0),
-        value: Bytes::copy_from_slice(&bytes[25..]),
+impl RecordHeader {
+    /// Writes the record of this change to `key` straight into the log page.
+    fn append(
+        &self,
+        log: &mut redb::Table<'_, u64, &'static [u8]>,
+        revision: u64,
+        key: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        let mut slot = log.insert_reserve(revision, RECORD_HEADER + key.len() + value.len())?;
+        let out = slot.as_mut();
+        out[0] = if self.tombstone { TOMBSTONE } else { PUT };
+        for (at, field) in [
+            (UNIX_MS_AT, self.unix_ms),
+            (CREATE_REVISION_AT, self.create_revision as u64),
+            (VERSION_AT, self.version as u64),
+            (LEASE_AT, self.lease.unwrap_or(0) as u64),
+            (PREV_REVISION_AT, self.prev_revision),
+        ] {
+            out[at..at + 8].copy_from_slice(&field.to_le_bytes());
+        }
+        out[KEY_LEN_AT..RECORD_HEADER].copy_from_slice(&(key.len() as u32).to_le_bytes());
+        let (key_bytes, value_bytes) = out[RECORD_HEADER..].split_at_mut(key.len());
+        key_bytes.copy_from_slice(key.as_bytes());
+        value_bytes.copy_from_slice(value);
+        Ok(())
     }
 }
 
-/// `[unix ms][key]`.
-fn encode_log(now_ms: u64, key: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + key.len());
-    out.extend_from_slice(&now_ms.to_le_bytes());
-    out.extend_from_slice(key.as_bytes());
-    out
-}
+/// A log record as stored, read in place. Records are written by
+/// [`RecordHeader::append`] only; a short one reads as zeros and empties
+/// rather than panicking.
+#[derive(Clone, Copy)]
+struct Record<'a>(&'a [u8]);
 
-fn decode_log(bytes: &[u8]) -> (u64, &str) {
-    let ms = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    // Keys are written from `&str`, so they are valid UTF-8.
-    (ms, std::str::from_utf8(&bytes[8..]).unwrap_or_default())
+impl<'a> Record<'a> {
+    fn is_tombstone(self) -> bool {
+        self.0.first() == Some(&TOMBSTONE)
+    }
+
+    fn u64_at(self, at: usize) -> u64 {
+        self.0
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    }
+
+    fn unix_ms(self) -> u64 {
+        self.u64_at(UNIX_MS_AT)
+    }
+
+    fn prev_revision(self) -> u64 {
+        self.u64_at(PREV_REVISION_AT)
+    }
+
+    fn key_len(self) -> usize {
+        self.0
+            .get(KEY_LEN_AT..RECORD_HEADER)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_le_bytes) as usize
+    }
+
+    fn key(self) -> &'a str {
+        self.0
+            .get(RECORD_HEADER..RECORD_HEADER + self.key_len())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    fn value(self) -> &'a [u8] {
+        self.0
+            .get(RECORD_HEADER + self.key_len()..)
+            .unwrap_or_default()
+    }
+
+    /// The version this record stores; `key` is its key, already known.
+    fn key_value(self, key: String, mod_revision: Revision) -> KeyValue {
+        KeyValue {
+            key,
+            value: Bytes::copy_from_slice(self.value()),
+            create_revision: self.u64_at(CREATE_REVISION_AT) as Revision,
+            mod_revision,
+            version: self.u64_at(VERSION_AT) as i64,
+            lease: Some(self.u64_at(LEASE_AT) as LeaseId).filter(|l| *l != 0),
+        }
+    }
 }
 
 fn unix_millis() -> u64 {

@@ -1,13 +1,18 @@
 //! The embedded store: the conformance suite, plus what only a file-backed
 //! store has: reopening keeps everything, bad files are refused untouched,
-//! a second opener fails fast, commits are shared, automatic compaction.
+//! a second opener fails fast, commits are shared, automatic compaction,
+//! history that stays exact across compactions.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use skiff_control::store::{EmbeddedConfig, EmbeddedStore, RangeRequest, Store, StoreError};
+use skiff_control::store::{
+    EmbeddedConfig, EmbeddedStore, EventKind, KeyValue, RangeRequest, Revision, Store, StoreError,
+    WatchEvent,
+};
 use tempfile::TempDir;
 
 async fn open() -> (Arc<dyn Store>, TempDir) {
@@ -268,6 +273,181 @@ async fn leases_survive_reopen_and_still_expire() {
         .unwrap();
     assert_eq!(event.kv.key, "/l/a");
     assert_eq!(store.get("/l/a").await.unwrap(), None);
+}
+
+/// One step of [`history_stays_exact_across_compactions`].
+enum Step {
+    Create(&'static str, &'static str),
+    Update(&'static str, &'static str),
+    Delete(&'static str),
+    /// Compact to this many revisions before the newest, then check every
+    /// retained revision against the model.
+    CompactKeeping(Revision),
+}
+
+/// What the store should hold: the keys at every revision, and every event.
+#[derive(Default)]
+struct Model {
+    states: BTreeMap<Revision, BTreeMap<String, KeyValue>>,
+    events: Vec<WatchEvent>,
+}
+
+impl Model {
+    fn newest(&self) -> BTreeMap<String, KeyValue> {
+        self.states
+            .values()
+            .next_back()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn record(&mut self, kind: EventKind, kv: KeyValue, prev: Option<KeyValue>) {
+        let mut state = self.newest();
+        match kind {
+            EventKind::Put => state.insert(kv.key.clone(), kv.clone()),
+            EventKind::Delete => state.remove(&kv.key),
+        };
+        self.states.insert(kv.mod_revision, state);
+        self.events.push(WatchEvent { kind, kv, prev });
+    }
+}
+
+/// Past-revision reads and watches stay exact across several compactions
+/// while keys are updated, deleted and created again: at every retained
+/// revision a read (whole and in pages of 2) equals the model, a watch from
+/// it replays exactly the model's events with their previous values, and
+/// every compacted revision is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_stays_exact_across_compactions() {
+    use Step::*;
+    let steps = [
+        Create("/m/a", "a1"),
+        Create("/m/b", "b1"),
+        Update("/m/a", "a2"),
+        Create("/n/x", "x1"),
+        Delete("/m/b"),
+        Create("/m/c", "c1"),
+        Update("/m/a", "a3"),
+        CompactKeeping(4),
+        Create("/m/b", "b2"),
+        Update("/m/c", "c2"),
+        Delete("/m/a"),
+        Update("/n/x", "x2"),
+        CompactKeeping(2),
+        Create("/m/a", "a4"),
+        Update("/m/b", "b3"),
+        Delete("/m/c"),
+        Create("/m/d", "d1"),
+        Update("/m/a", "a5"),
+        CompactKeeping(5),
+        Delete("/m/d"),
+        Delete("/m/b"),
+        Update("/m/a", "a6"),
+        Create("/m/c", "c3"),
+        CompactKeeping(1),
+        Update("/m/c", "c4"),
+        Delete("/m/a"),
+        Create("/m/a", "a7"),
+        Create("/m/b", "b4"),
+        CompactKeeping(0),
+        Update("/m/b", "b5"),
+        Delete("/m/b"),
+        CompactKeeping(1),
+    ];
+    let dir = TempDir::new().unwrap();
+    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path().join("s.redb"))).unwrap();
+    let mut model = Model::default();
+    let start = store.current_revision().await.unwrap();
+    model.states.insert(start, BTreeMap::new());
+    for step in steps {
+        let newest = model.newest();
+        match step {
+            Create(key, value) => {
+                let kv = store.create(key, bytes(value), None).await.unwrap();
+                model.record(EventKind::Put, kv, None);
+            }
+            Update(key, value) => {
+                let prev = newest[key].clone();
+                let kv = store
+                    .update(key, bytes(value), prev.mod_revision, None)
+                    .await
+                    .unwrap();
+                model.record(EventKind::Put, kv, Some(prev));
+            }
+            Delete(key) => {
+                let deleted = store.delete(key, None).await.unwrap();
+                assert_eq!(deleted.prev, newest[key]);
+                let tombstone = KeyValue {
+                    key: key.to_owned(),
+                    value: Bytes::new(),
+                    create_revision: 0,
+                    mod_revision: deleted.revision,
+                    version: 0,
+                    lease: None,
+                };
+                model.record(EventKind::Delete, tombstone, Some(deleted.prev));
+            }
+            CompactKeeping(keep) => {
+                let current = store.current_revision().await.unwrap();
+                store.compact(current - keep).await.unwrap();
+                check_history(&store, &model).await;
+            }
+        }
+    }
+}
+
+/// Compares every retained revision of `store` under `/m/` with `model`.
+async fn check_history(store: &EmbeddedStore, model: &Model) {
+    let compacted = store.compacted_revision();
+    let current = store.current_revision().await.unwrap();
+    for revision in *model.states.keys().next().unwrap()..compacted {
+        let err = store
+            .range(RangeRequest::prefix("/m/").at_revision(revision))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Compacted { .. }), "{err:?}");
+    }
+    for revision in compacted..=current {
+        let expected: Vec<KeyValue> = model.states[&revision]
+            .values()
+            .filter(|kv| kv.key.starts_with("/m/"))
+            .cloned()
+            .collect();
+        let whole = store
+            .range(RangeRequest::prefix("/m/").at_revision(revision))
+            .await
+            .unwrap();
+        assert_eq!(whole.kvs, expected, "read at {revision}");
+        assert!(!whole.more);
+        let mut paged = Vec::new();
+        let mut request = RangeRequest::prefix("/m/").at_revision(revision).limit(2);
+        loop {
+            let page = store.range(request.clone()).await.unwrap();
+            assert_eq!(page.revision, revision);
+            assert!(page.kvs.len() <= 2);
+            paged.extend(page.kvs);
+            if !page.more {
+                break;
+            }
+            request = request.start_after(paged.last().unwrap().key.clone());
+        }
+        assert_eq!(paged, expected, "paged read at {revision}");
+
+        let expected: Vec<&WatchEvent> = model
+            .events
+            .iter()
+            .filter(|e| e.revision() >= revision && e.kv.key.starts_with("/m/"))
+            .collect();
+        let mut watch = store.watch("/m/", revision).await.unwrap();
+        for expected in expected {
+            let event = tokio::time::timeout(Duration::from_secs(20), watch.next())
+                .await
+                .expect("no watch event in time")
+                .unwrap()
+                .unwrap();
+            assert_eq!(&event, expected, "watch from {revision}");
+        }
+    }
 }
 
 /// Polls a condition every 20 ms for at most 20 s.
