@@ -237,6 +237,17 @@ async fn serve(State(api): State<Api>, request: Request) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// An object as stored, with its resourceVersion set from the store.
+fn stored_object(kv: &crate::store::KeyValue) -> Result<Value, ApiError> {
+    let mut object: Value =
+        serde_json::from_slice(&kv.value).map_err(|source| ApiError::Decode {
+            key: kv.key.clone(),
+            source,
+        })?;
+    meta::set_resource_version(&mut object, kv.mod_revision);
+    Ok(object)
+}
+
 /// A JSON response with a status code and optional warnings.
 fn respond(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();
@@ -307,10 +318,8 @@ impl Api {
         let Some(kv) = self.inner.store.get(&key).await? else {
             return Ok(None);
         };
-        let mut object: Value =
-            serde_json::from_slice(&kv.value).map_err(|source| ApiError::Decode { key, source })?;
-        meta::set_resource_version(&mut object, kv.mod_revision);
-        Ok(Some((object, kv.mod_revision)))
+        let revision = kv.mod_revision;
+        Ok(Some((stored_object(&kv)?, revision)))
     }
 
     async fn read_existing(
@@ -346,15 +355,7 @@ impl Api {
         response
             .kvs
             .into_iter()
-            .map(|kv| {
-                let mut object: Value =
-                    serde_json::from_slice(&kv.value).map_err(|source| ApiError::Decode {
-                        key: kv.key.clone(),
-                        source,
-                    })?;
-                meta::set_resource_version(&mut object, kv.mod_revision);
-                Ok(object)
-            })
+            .map(|kv| stored_object(&kv))
             .collect()
     }
 
@@ -414,12 +415,7 @@ impl Api {
             read_at = Some(page.revision);
             let page_len = page.kvs.len();
             for (index, kv) in page.kvs.into_iter().enumerate() {
-                let mut object: Value =
-                    serde_json::from_slice(&kv.value).map_err(|source| ApiError::Decode {
-                        key: kv.key.clone(),
-                        source,
-                    })?;
-                meta::set_resource_version(&mut object, kv.mod_revision);
+                let object = stored_object(&kv)?;
                 last_key = Some(kv.key);
                 if filter.matches(def, &object) {
                     items.push(object);
