@@ -68,6 +68,7 @@ macro_rules! api_scenarios {
             generate_name_fills_names,
             selectors_filter_lists,
             pagination_reads_one_snapshot,
+            expired_continue_is_410,
             watch_resumes_and_410s,
             watch_bookmarks,
             finalizers_hold_deletion,
@@ -439,6 +440,32 @@ async fn pagination_reads_one_snapshot(h: &Harness) {
         .await
         .unwrap_err();
     assert_eq!(code(&error), 400);
+}
+
+async fn expired_continue_is_410(h: &Harness) {
+    let maps: Api<ConfigMap> = Api::namespaced(h.client.clone(), "default");
+    for i in 0..5 {
+        maps.create(&PostParams::default(), &config_map(&format!("e{i}"), "v"))
+            .await
+            .unwrap();
+    }
+    let first = maps.list(&ListParams::default().limit(2)).await.unwrap();
+    let token = first.metadata.continue_.clone().expect("continue token");
+    // History moves past the snapshot the token reads.
+    maps.create(&PostParams::default(), &config_map("later", "v"))
+        .await
+        .unwrap();
+    let current = h.api.store().current_revision().await.unwrap();
+    h.api.store().compact(current).await.unwrap();
+    match maps
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+    {
+        Err(Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"))
+        }
+        other => panic!("expected 410 Expired, got {other:?}"),
+    }
 }
 
 async fn watch_resumes_and_410s(h: &Harness) {
