@@ -43,6 +43,7 @@ test: deps build-examples
 ## results are printed and written into BENCHMARKS.md.
 bench: deps
 	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench store
+	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench api
 
 fmt:
 	$(CARGO) fmt --all

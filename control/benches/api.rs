@@ -1,0 +1,1075 @@
+//! API benchmark: pod creates through the API server against raw store puts
+//! of the same bytes, and watch fan-out to 1,000 watchers, same machine,
+//! same run.
+//!
+//! The server runs in a child process (this binary re-executed, serving
+//! with `control::server::start` exactly as `skiff server --no-agent` does:
+//! embedded store with fsync, HTTPS or `--insecure-http`), so that its CPU
+//! time and memory are its own. Clients talk to it over loopback:
+//!
+//! 1. Pod creates/s from 1 and 64 concurrent kube-rs clients (one
+//!    `kube::Client` per caller, built from the server's kubeconfig, warmed
+//!    up before timing), over HTTPS and plain HTTP, against puts of the
+//!    stored pod JSON into an embedded store of this process at the same
+//!    concurrency; create latency p50/p99 at 64 clients; CPU per create.
+//! 2. Watch fan-out: 1,000 pod watchers held open as raw HTTP streams; the
+//!    server's RSS before and after opening them gives the memory per idle
+//!    watcher; then a writer creates pods one at a time and each event's
+//!    delivery latency (create call to a watcher reading it) is recorded
+//!    for every watcher.
+//!
+//! Three rounds of each, medians reported. With `SKIFF_BENCH_OUT=FILE` the
+//! table is also written into that markdown file between markers. Run with
+//! `make bench` (or `cargo bench -p skiff-control --bench api`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http_body_util::{BodyExt as _, Empty};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, PostParams};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use skiff_control::server::{LocalAgent, ServerOptions, Transport};
+use skiff_control::store::{EmbeddedConfig, EmbeddedStore, Store};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+const ROUNDS: usize = 3;
+const SINGLE_CLIENT_CREATES: usize = 500;
+const MANY_CLIENTS: usize = 64;
+const MANY_CLIENT_CREATES: usize = 10_000;
+const WATCHERS: usize = 1_000;
+/// Watches multiplexed on one HTTP/2 connection (hyper's server allows 200).
+const WATCHES_PER_H2_CONNECTION: usize = 100;
+/// Pods created one at a time, each delivered to every watcher.
+const FANOUT_EVENTS: usize = 100;
+/// Watchers connecting at the same time.
+const CONNECT_CONCURRENCY: usize = 32;
+/// Setting this makes the binary serve as the child server, with state in
+/// the directory it names.
+const SERVE_ENV: &str = "SKIFF_BENCH_API_SERVE";
+/// `https` or `http`, for the child server.
+const TRANSPORT_ENV: &str = "SKIFF_BENCH_API_TRANSPORT";
+/// Bound on every wait, so that a stuck server fails the run.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match std::env::var_os(SERVE_ENV) {
+        Some(data_dir) => runtime.block_on(serve_as_child(PathBuf::from(data_dir))),
+        None => runtime.block_on(run()),
+    }
+}
+
+/// The child: `skiff server --no-agent` on a free loopback port; prints the
+/// address, serves until stdin closes, then shuts down cleanly.
+async fn serve_as_child(data_dir: PathBuf) {
+    let transport = match std::env::var(TRANSPORT_ENV).as_deref() {
+        Ok("http") => Transport::InsecureHttp,
+        _ => Transport::Https,
+    };
+    let server = skiff_control::server::start(
+        ServerOptions::default()
+            .data_dir(data_dir)
+            .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .transport(transport)
+            .local_agent(LocalAgent::Disabled),
+    )
+    .await
+    .expect("start the server");
+    println!("{}", server.local_addr());
+    let _ = tokio::task::spawn_blocking(|| {
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
+    })
+    .await;
+    server.stop().await.expect("stop the server");
+}
+
+/// A server in a child process over a temporary data dir.
+struct ChildServer {
+    child: tokio::process::Child,
+    pid: u32,
+    addr: SocketAddr,
+    https: bool,
+    data_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ChildServer {
+    async fn start(https: bool) -> Self {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let exe = std::env::current_exe().expect("own path");
+        let mut command = match std::env::var("TMP_WRAP") {
+            Ok(wrap) => {
+                let wrap = wrap.replace("{n}", &n.to_string());
+                let mut words = wrap.split_whitespace();
+                let mut c = tokio::process::Command::new(words.next().unwrap());
+                c.args(words).arg(&exe);
+                c
+            }
+            Err(_) => tokio::process::Command::new(&exe),
+        };
+        let mut child = command
+            .env(SERVE_ENV, &data_dir)
+            .env(TRANSPORT_ENV, if https { "https" } else { "http" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the server process");
+        let pid = child.id().expect("server pid");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut line = String::new();
+        tokio::time::timeout(STEP_TIMEOUT, BufReader::new(stdout).read_line(&mut line))
+            .await
+            .expect("the server did not start in time")
+            .expect("read the server address");
+        let addr = line.trim().parse().expect("the server prints its address");
+        Self {
+            child,
+            pid,
+            addr,
+            https,
+            data_dir,
+            _dir: dir,
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("kubeconfig")
+    }
+
+    async fn client(&self) -> kube::Client {
+        skiff_sdk::client::from_kubeconfig(&self.kubeconfig())
+            .await
+            .expect("client from the kubeconfig")
+    }
+
+    fn rss_kib(&self) -> f64 {
+        rss_kib(&format!("/proc/{}/status", self.pid))
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&format!("/proc/{}/stat", self.pid))
+    }
+
+    /// Closes stdin (the child's signal to shut down) and waits for it.
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        match tokio::time::timeout(STEP_TIMEOUT, self.child.wait()).await {
+            Ok(status) => assert!(status.expect("wait").success(), "server exit"),
+            Err(_) => {
+                eprintln!("the server did not stop in time: killing it");
+                let _ = self.child.kill().await;
+            }
+        }
+    }
+}
+
+fn rss_kib(status_path: &str) -> f64 {
+    let status = std::fs::read_to_string(status_path).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// User + system CPU time of a process (`/proc/PID/stat`, USER_HZ = 100).
+fn cpu_seconds(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).expect("read /proc stat");
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / 100.0
+}
+
+/// One timed batch of creates or puts.
+struct Batch {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// CPU of the server (API) or of the store's process (raw), per op.
+    cpu_us: f64,
+    /// CPU of the clients' process per op (API only).
+    client_cpu_us: f64,
+}
+
+/// Median of three rounds of everything the table shows.
+#[derive(Default)]
+struct Samples {
+    values: std::collections::BTreeMap<String, Vec<f64>>,
+}
+
+impl Samples {
+    fn push(&mut self, name: impl Into<String>, value: f64) {
+        self.values.entry(name.into()).or_default().push(value);
+    }
+
+    fn median(&self, name: &str) -> f64 {
+        let mut values = self.values.get(name).cloned().unwrap_or_default();
+        assert!(!values.is_empty(), "no samples for {name}");
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    }
+}
+
+async fn run() {
+    check_open_files_limit();
+    let mut samples = Samples::default();
+    let only = std::env::var("TMP_ONLY").unwrap_or_default();
+    if only == "fanout" {
+        fanout(&mut samples).await;
+        return;
+    }
+    let stored_bytes = creates(&mut samples).await;
+    if only == "creates" {
+        return;
+    }
+    fanout(&mut samples).await;
+    report(&samples, stored_bytes);
+}
+
+/// Part 1: pod creates through the API against raw store puts.
+async fn creates(samples: &mut Samples) -> usize {
+    let https = ChildServer::start(true).await;
+    let http = ChildServer::start(false).await;
+    let https_clients = clients(&https, MANY_CLIENTS).await;
+    let http_clients = clients(&http, MANY_CLIENTS).await;
+
+    // What a pod create stores, byte for byte, is what the raw store puts.
+    let stored = stored_pod_json(&https_clients[0]).await;
+    let stored_bytes = stored.len();
+    let raw_dir = tempfile::TempDir::new().expect("temp dir");
+    let raw: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(EmbeddedConfig::new(raw_dir.path().join("raw.redb"))).expect("open"),
+    );
+
+    for round in 0..ROUNDS {
+        for (concurrency, total) in [
+            (1, SINGLE_CLIENT_CREATES),
+            (MANY_CLIENTS, MANY_CLIENT_CREATES),
+        ] {
+            let ns = format!("bench-{round}-{concurrency}");
+            let puts = raw_puts(&raw, &ns, concurrency, total, &stored).await;
+            let over_https = api_creates(&https, &https_clients, &ns, concurrency, total).await;
+            let over_http = api_creates(&http, &http_clients, &ns, concurrency, total).await;
+            eprintln!(
+                "round {round} {concurrency:2} clients: raw {:7.0}/s (p99 {:.2} ms, {:.0} µs CPU), \
+                 HTTPS {:7.0}/s (p50 {:.2} p99 {:.2} ms, server {:.0} µs + client {:.0} µs CPU), \
+                 HTTP {:7.0}/s (p50 {:.2} p99 {:.2} ms, server {:.0} µs + client {:.0} µs CPU)",
+                puts.per_second,
+                puts.p99_ms,
+                puts.cpu_us,
+                over_https.per_second,
+                over_https.p50_ms,
+                over_https.p99_ms,
+                over_https.cpu_us,
+                over_https.client_cpu_us,
+                over_http.per_second,
+                over_http.p50_ms,
+                over_http.p99_ms,
+                over_http.cpu_us,
+                over_http.client_cpu_us,
+            );
+            let single = concurrency == 1;
+            for (name_single, name_many, value) in [
+                ("raw 1", "raw 64", puts.per_second),
+                ("https 1", "https 64", over_https.per_second),
+                ("http 1", "http 64", over_http.per_second),
+                ("raw cpu 1", "raw cpu 64", puts.cpu_us),
+                ("https cpu 1", "https cpu 64", over_https.cpu_us),
+                (
+                    "https client cpu 1",
+                    "https client cpu 64",
+                    over_https.client_cpu_us,
+                ),
+                ("http cpu 1", "http cpu 64", over_http.cpu_us),
+            ] {
+                samples.push(if single { name_single } else { name_many }, value);
+            }
+            if !single {
+                samples.push("raw p50", puts.p50_ms);
+                samples.push("raw p99", puts.p99_ms);
+                samples.push("https p50", over_https.p50_ms);
+                samples.push("https p99", over_https.p99_ms);
+                samples.push("http p50", over_http.p50_ms);
+                samples.push("http p99", over_http.p99_ms);
+            }
+        }
+    }
+    raw.close().await.expect("close the raw store");
+    drop(https_clients);
+    drop(http_clients);
+    https.stop().await;
+    http.stop().await;
+    stored_bytes
+}
+
+async fn clients(server: &ChildServer, count: usize) -> Vec<kube::Client> {
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        clients.push(server.client().await);
+    }
+    clients
+}
+
+/// A pod like a small real workload: labels, an annotation, one container
+/// with args, env, a port, resources and a probe.
+fn bench_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/name": "hello-http",
+                "app.kubernetes.io/part-of": "skiff-bench",
+                "tier": "frontend",
+                "version": "v1.4.2",
+            },
+            "annotations": {
+                "skiff.dev/description": "a pod of the API benchmark, sized like a small real workload",
+            },
+        },
+        "spec": {
+            "runtimeClassName": "wasmtime",
+            "nodeSelector": {"skiff.dev/wasm-enabled": "true"},
+            "containers": [{
+                "name": "app",
+                "image": "ghcr.io/skiff-dev/examples/hello-http:0.1.0",
+                "args": ["--listen", "0.0.0.0:8080", "--log-format", "json"],
+                "env": [
+                    {"name": "RUST_LOG", "value": "info"},
+                    {"name": "GREETING", "value": "hello from skiff"},
+                    {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                ],
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "32Mi"},
+                    "limits": {"cpu": "500m", "memory": "128Mi"},
+                },
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 5},
+            }],
+        },
+    }))
+    .expect("a valid pod")
+}
+
+/// Creates one pod and reads it back raw: the stored JSON is the object
+/// the server returns without its resourceVersion.
+async fn stored_pod_json(client: &kube::Client) -> Bytes {
+    create_namespace(client, "bench-sample").await;
+    Api::<Pod>::namespaced(client.clone(), "bench-sample")
+        .create(&PostParams::default(), &bench_pod("sample"))
+        .await
+        .expect("create the sample pod");
+    let request = http::Request::get("/api/v1/namespaces/bench-sample/pods/sample")
+        .body(Vec::new())
+        .expect("request");
+    let text = client
+        .request_text(request)
+        .await
+        .expect("get the sample pod");
+    let mut object: Value = serde_json::from_str(&text).expect("pod JSON");
+    object["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("resourceVersion");
+    Bytes::from(serde_json::to_vec(&object).expect("encode"))
+}
+
+async fn create_namespace(client: &kube::Client, name: &str) {
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create the namespace");
+}
+
+/// `total` pod creates in the fresh namespace `ns` from `concurrency`
+/// clients, each warmed up (connected) before the clock starts.
+async fn api_creates(
+    server: &ChildServer,
+    clients: &[kube::Client],
+    ns: &str,
+    concurrency: usize,
+    total: usize,
+) -> Batch {
+    create_namespace(&clients[0], ns).await;
+    let clients = &clients[..concurrency];
+    futures::future::join_all(clients.iter().map(|c| c.apiserver_version()))
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.expect("warm-up request");
+        });
+    let per_client = total / concurrency;
+    let server_cpu = server.cpu_seconds();
+    let client_cpu = cpu_seconds("/proc/self/stat");
+    let started = Instant::now();
+    let tasks: Vec<JoinHandle<Vec<f64>>> = clients
+        .iter()
+        .enumerate()
+        .map(|(c, client)| {
+            let pods = Api::<Pod>::namespaced(client.clone(), ns);
+            tokio::spawn(async move {
+                let params = PostParams::default();
+                let mut latencies = Vec::with_capacity(per_client);
+                for i in 0..per_client {
+                    let pod = bench_pod(&format!("pod-{c}-{i}"));
+                    let sent = Instant::now();
+                    tokio::time::timeout(STEP_TIMEOUT, pods.create(&params, &pod))
+                        .await
+                        .expect("create timed out")
+                        .expect("create");
+                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let latencies = join_latencies(tasks).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let ops = latencies.len() as f64;
+    Batch {
+        per_second: ops / elapsed,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        cpu_us: (server.cpu_seconds() - server_cpu) / ops * 1e6,
+        client_cpu_us: (cpu_seconds("/proc/self/stat") - client_cpu) / ops * 1e6,
+    }
+}
+
+/// `total` creates of `value` under fresh pod keys of `ns` from
+/// `concurrency` writers, through the `Store` trait.
+async fn raw_puts(
+    store: &Arc<dyn Store>,
+    ns: &str,
+    concurrency: usize,
+    total: usize,
+    value: &Bytes,
+) -> Batch {
+    let per_writer = total / concurrency;
+    let cpu = cpu_seconds("/proc/self/stat");
+    let started = Instant::now();
+    let tasks: Vec<JoinHandle<Vec<f64>>> = (0..concurrency)
+        .map(|w| {
+            let store = store.clone();
+            let value = value.clone();
+            let prefix = format!("/registry/pods/{ns}/pod-{w}-");
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_writer);
+                for i in 0..per_writer {
+                    let sent = Instant::now();
+                    store
+                        .create(&format!("{prefix}{i}"), value.clone(), None)
+                        .await
+                        .expect("put");
+                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let latencies = join_latencies(tasks).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let ops = latencies.len() as f64;
+    Batch {
+        per_second: ops / elapsed,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        cpu_us: (cpu_seconds("/proc/self/stat") - cpu) / ops * 1e6,
+        client_cpu_us: 0.0,
+    }
+}
+
+async fn join_latencies(tasks: Vec<JoinHandle<Vec<f64>>>) -> Vec<f64> {
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("client task"));
+    }
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+/// How the watchers reach the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WatchTransport {
+    /// HTTPS, one HTTP/1.1 connection per watch (kube-rs, which speaks only
+    /// HTTP/1.1, holds each watch on its own connection).
+    Https1,
+    /// Plain HTTP (`--insecure-http`), one connection per watch.
+    Http1,
+    /// HTTPS, HTTP/2, watches multiplexed (client-go's way).
+    Https2,
+}
+
+impl WatchTransport {
+    const ALL: [Self; 3] = [Self::Https1, Self::Http1, Self::Https2];
+
+    fn key(self) -> &'static str {
+        match self {
+            Self::Https1 => "https1",
+            Self::Http1 => "http1",
+            Self::Https2 => "https2",
+        }
+    }
+}
+
+/// Part 2: memory per idle watcher and delivery latency to all of them,
+/// a fresh server per round and transport.
+async fn fanout(samples: &mut Samples) {
+    for round in 0..ROUNDS {
+        for transport in WatchTransport::ALL {
+            let (kib, p50, p99) = fanout_round(transport).await;
+            eprintln!(
+                "round {round} fan-out {transport:?}: {kib:.2} KiB per idle watcher, \
+                 delivery to {WATCHERS} watchers p50 {p50:.2} ms p99 {p99:.2} ms"
+            );
+            let key = transport.key();
+            samples.push(format!("{key} kib"), kib);
+            samples.push(format!("{key} delivery p50"), p50);
+            samples.push(format!("{key} delivery p99"), p99);
+        }
+    }
+}
+
+/// Where and how watchers connect.
+#[derive(Clone)]
+struct Endpoint {
+    addr: SocketAddr,
+    tls: Option<TlsConnector>,
+    token: String,
+}
+
+impl Endpoint {
+    fn new(server: &ChildServer, alpn: &[u8]) -> Self {
+        let tls = server.https.then(|| {
+            let ca = CertificateDer::from_pem_file(server.data_dir.join("tls/ca.crt"))
+                .expect("the cluster CA");
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca).expect("add the CA");
+            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            TlsConnector::from(Arc::new(config))
+        });
+        let token = std::fs::read_to_string(server.data_dir.join("token"))
+            .expect("the admin token")
+            .trim()
+            .to_owned();
+        Self {
+            addr: server.addr,
+            tls,
+            token,
+        }
+    }
+
+    fn watch_request(&self, absolute: bool, resource_version: &str) -> http::Request<Empty<Bytes>> {
+        let path =
+            format!("/api/v1/namespaces/fanout/pods?watch=true&resourceVersion={resource_version}");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let builder = if absolute {
+            http::Request::get(format!("{scheme}://{}{path}", self.addr))
+        } else {
+            http::Request::get(path).header(http::header::HOST, self.addr.to_string())
+        };
+        builder
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .body(Empty::new())
+            .expect("watch request")
+    }
+
+    async fn tcp(&self) -> TcpStream {
+        let tcp = TcpStream::connect(self.addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        tcp
+    }
+
+    /// An HTTP/1.1 connection; its driver task is pushed to `tasks`.
+    async fn http1(&self, tasks: &mut Vec<JoinHandle<()>>) -> http1::SendRequest<Empty<Bytes>> {
+        let tcp = self.tcp().await;
+        match &self.tls {
+            Some(tls) => {
+                let stream = tls
+                    .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
+                    .await
+                    .expect("TLS handshake");
+                let (sender, connection) = http1::handshake(TokioIo::new(stream))
+                    .await
+                    .expect("HTTP/1.1");
+                tasks.push(tokio::spawn(async move {
+                    let _ = connection.await;
+                }));
+                sender
+            }
+            None => {
+                let (sender, connection) =
+                    http1::handshake(TokioIo::new(tcp)).await.expect("HTTP/1.1");
+                tasks.push(tokio::spawn(async move {
+                    let _ = connection.await;
+                }));
+                sender
+            }
+        }
+    }
+
+    /// An HTTP/2 connection over TLS; its driver task is pushed to `tasks`.
+    async fn http2(&self, tasks: &mut Vec<JoinHandle<()>>) -> http2::SendRequest<Empty<Bytes>> {
+        let tls = self.tls.as_ref().expect("h2 is negotiated over TLS");
+        let stream = tls
+            .connect(
+                ServerName::try_from("127.0.0.1").expect("name"),
+                self.tcp().await,
+            )
+            .await
+            .expect("TLS handshake");
+        assert_eq!(
+            stream.get_ref().1.alpn_protocol(),
+            Some(&b"h2"[..]),
+            "ALPN h2"
+        );
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("HTTP/2");
+        tasks.push(tokio::spawn(async move {
+            let _ = connection.await;
+        }));
+        sender
+    }
+}
+
+/// Pod names in the fan-out namespace carry their event index.
+const FANOUT_NAME: &str = "fanout-";
+
+/// Reads a watch's events; for each pod event, reports its index and how
+/// long after the create call it arrived.
+async fn read_events(
+    mut body: hyper::body::Incoming,
+    sent_at: Arc<Vec<OnceLock<Instant>>>,
+    seen: mpsc::UnboundedSender<(usize, Duration)>,
+) {
+    let needle = format!("\"name\":\"{FANOUT_NAME}");
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let Some(index) = event_index(&line, needle.as_bytes()) else {
+                continue;
+            };
+            if let Some(sent) = sent_at.get(index).and_then(OnceLock::get) {
+                let _ = seen.send((index, sent.elapsed()));
+            }
+        }
+    }
+}
+
+fn event_index(line: &[u8], needle: &[u8]) -> Option<usize> {
+    let at = line.windows(needle.len()).position(|w| w == needle)? + needle.len();
+    let digits = &line[at..];
+    let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
+}
+
+/// One watcher's response, after its headers arrived.
+async fn expect_ok(
+    response: Result<http::Response<hyper::body::Incoming>, hyper::Error>,
+) -> hyper::body::Incoming {
+    let response = response.expect("watch request");
+    assert_eq!(response.status(), http::StatusCode::OK, "watch status");
+    response.into_body()
+}
+
+/// One round of part 2; returns (KiB per idle watcher, delivery p50 ms,
+/// delivery p99 ms).
+async fn fanout_round(transport: WatchTransport) -> (f64, f64, f64) {
+    let server = ChildServer::start(transport != WatchTransport::Http1).await;
+    let client = server.client().await;
+    create_namespace(&client, "fanout").await;
+    let pods = Api::<Pod>::namespaced(client.clone(), "fanout");
+    let alpn: &[u8] = if transport == WatchTransport::Https2 {
+        b"h2"
+    } else {
+        b"http/1.1"
+    };
+    let endpoint = Endpoint::new(&server, alpn);
+    let sent_at: Arc<Vec<OnceLock<Instant>>> =
+        Arc::new((0..=FANOUT_EVENTS).map(|_| OnceLock::new()).collect());
+    let (seen, mut receipts) = mpsc::unbounded_channel();
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let mut h2_senders: Vec<http2::SendRequest<Empty<Bytes>>> = Vec::new();
+
+    // The first watcher starts the pods' watch cache; one event warms the
+    // path. Later watchers start after it, so that they get no initial
+    // events.
+    let first = match transport {
+        WatchTransport::Https2 => {
+            let mut sender = endpoint.http2(&mut tasks).await;
+            let body = expect_ok(sender.send_request(endpoint.watch_request(true, "")).await).await;
+            h2_senders.push(sender);
+            body
+        }
+        _ => {
+            let mut sender = endpoint.http1(&mut tasks).await;
+            expect_ok(sender.send_request(endpoint.watch_request(false, "")).await).await
+        }
+    };
+    tasks.push(tokio::spawn(read_events(
+        first,
+        sent_at.clone(),
+        seen.clone(),
+    )));
+    sent_at[0].set(Instant::now()).expect("fresh");
+    let warm = pods
+        .create(
+            &PostParams::default(),
+            &bench_pod(&format!("{FANOUT_NAME}0")),
+        )
+        .await
+        .expect("create the warm-up pod");
+    let (index, _) = tokio::time::timeout(STEP_TIMEOUT, receipts.recv())
+        .await
+        .expect("the first watcher got nothing")
+        .expect("receipts");
+    assert_eq!(index, 0);
+    let after = warm.metadata.resource_version.expect("a resourceVersion");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = server.rss_kib();
+    let others = WATCHERS - 1;
+    match transport {
+        WatchTransport::Https2 => {
+            // The first connection carries the first watch and more.
+            let connections = WATCHERS.div_ceil(WATCHES_PER_H2_CONNECTION);
+            for _ in 1..connections {
+                h2_senders.push(endpoint.http2(&mut tasks).await);
+            }
+            let requests = (1..WATCHERS).map(|i| {
+                let mut sender = h2_senders[i / WATCHES_PER_H2_CONNECTION].clone();
+                let request = endpoint.watch_request(true, &after);
+                async move { expect_ok(sender.send_request(request).await).await }
+            });
+            let bodies: Vec<_> = tokio::time::timeout(
+                STEP_TIMEOUT,
+                futures::stream::iter(requests)
+                    .buffer_unordered(CONNECT_CONCURRENCY)
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .expect("opening the watchers timed out");
+            for body in bodies {
+                tasks.push(tokio::spawn(read_events(
+                    body,
+                    sent_at.clone(),
+                    seen.clone(),
+                )));
+            }
+        }
+        _ => {
+            let opens = (0..others).map(|_| {
+                let endpoint = endpoint.clone();
+                let after = after.clone();
+                async move {
+                    let mut tasks = Vec::new();
+                    let mut sender = endpoint.http1(&mut tasks).await;
+                    let body = expect_ok(
+                        sender
+                            .send_request(endpoint.watch_request(false, &after))
+                            .await,
+                    )
+                    .await;
+                    (tasks, body)
+                }
+            });
+            let opened: Vec<_> = tokio::time::timeout(
+                STEP_TIMEOUT,
+                futures::stream::iter(opens)
+                    .buffer_unordered(CONNECT_CONCURRENCY)
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .expect("opening the watchers timed out");
+            for (connection_tasks, body) in opened {
+                tasks.extend(connection_tasks);
+                tasks.push(tokio::spawn(read_events(
+                    body,
+                    sent_at.clone(),
+                    seen.clone(),
+                )));
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = server.rss_kib();
+    let kib_per_watcher = (rss_after - rss_before) / others as f64;
+
+    // Delivery: one create at a time, each awaited at every watcher.
+    let mut latencies = Vec::with_capacity(FANOUT_EVENTS * WATCHERS);
+    for index in 1..=FANOUT_EVENTS {
+        sent_at[index].set(Instant::now()).expect("fresh");
+        pods.create(
+            &PostParams::default(),
+            &bench_pod(&format!("{FANOUT_NAME}{index}")),
+        )
+        .await
+        .expect("create");
+        let mut received = 0;
+        while received < WATCHERS {
+            let (seen_index, latency) = tokio::time::timeout(STEP_TIMEOUT, receipts.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("event {index} reached only {received} of {WATCHERS} watchers")
+                })
+                .expect("receipts");
+            if seen_index == index {
+                received += 1;
+                latencies.push(latency.as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(h2_senders);
+    drop(pods);
+    drop(client);
+    server.stop().await;
+    (
+        kib_per_watcher,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+    )
+}
+
+/// 1,000 watchers need about as many descriptors in each process.
+fn check_open_files_limit() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft: Option<usize> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok());
+    if let Some(soft) = soft {
+        assert!(
+            soft >= WATCHERS + 200,
+            "the open files limit ({soft}) is too low for {WATCHERS} watchers: run `ulimit -n 4096` first"
+        );
+    }
+}
+
+fn report(samples: &Samples, stored_bytes: usize) {
+    let m = |name: &str| samples.median(name);
+    // (measure, skiff, peer)
+    let rows: Vec<(String, f64, Option<f64>)> = vec![
+        (
+            "pod creates/s, 1 client, HTTPS (peer: raw store puts)".into(),
+            m("https 1"),
+            Some(m("raw 1")),
+        ),
+        (
+            "pod creates/s, 64 clients, HTTPS (peer: raw store puts)".into(),
+            m("https 64"),
+            Some(m("raw 64")),
+        ),
+        (
+            "pod creates/s, 1 client, plain HTTP (peer: raw store puts)".into(),
+            m("http 1"),
+            Some(m("raw 1")),
+        ),
+        (
+            "pod creates/s, 64 clients, plain HTTP (peer: raw store puts)".into(),
+            m("http 64"),
+            Some(m("raw 64")),
+        ),
+        (
+            "create latency p50 at 64 clients, HTTPS, ms (peer: raw put)".into(),
+            m("https p50"),
+            Some(m("raw p50")),
+        ),
+        (
+            "create latency p99 at 64 clients, HTTPS, ms (peer: raw put)".into(),
+            m("https p99"),
+            Some(m("raw p99")),
+        ),
+        (
+            "create latency p99 at 64 clients, plain HTTP, ms (peer: raw put)".into(),
+            m("http p99"),
+            Some(m("raw p99")),
+        ),
+        (
+            "server CPU per create at 64 clients, HTTPS, µs (peer: raw put)".into(),
+            m("https cpu 64"),
+            Some(m("raw cpu 64")),
+        ),
+        (
+            "server CPU per create at 64 clients, plain HTTP, µs (peer: raw put)".into(),
+            m("http cpu 64"),
+            Some(m("raw cpu 64")),
+        ),
+        (
+            "client (kube-rs) CPU per create at 64 clients, HTTPS, µs".into(),
+            m("https client cpu 64"),
+            None,
+        ),
+        (
+            "server memory per idle watcher, HTTPS HTTP/1.1, KiB (peer: goal)".to_string(),
+            m("https1 kib"),
+            Some(4.0),
+        ),
+        (
+            "server memory per idle watcher, plain HTTP/1.1, KiB (peer: goal)".to_string(),
+            m("http1 kib"),
+            Some(4.0),
+        ),
+        (
+            format!(
+                "server memory per idle watcher, HTTPS h2 ({WATCHES_PER_H2_CONNECTION}/connection), KiB (peer: goal)"
+            ),
+            m("https2 kib"),
+            Some(4.0),
+        ),
+        (
+            format!("watch delivery p50 to {WATCHERS} watchers, HTTPS HTTP/1.1, ms"),
+            m("https1 delivery p50"),
+            None,
+        ),
+        (
+            format!("watch delivery p99 to {WATCHERS} watchers, HTTPS HTTP/1.1, ms"),
+            m("https1 delivery p99"),
+            None,
+        ),
+        (
+            format!("watch delivery p99 to {WATCHERS} watchers, plain HTTP/1.1, ms"),
+            m("http1 delivery p99"),
+            None,
+        ),
+        (
+            format!("watch delivery p99 to {WATCHERS} watchers, HTTPS h2, ms"),
+            m("https2 delivery p99"),
+            None,
+        ),
+    ];
+    let mut table = String::from("| measure | skiff | peer | skiff/peer |\n|---|---:|---:|---:|\n");
+    for (name, skiff, peer) in &rows {
+        match peer {
+            Some(peer) => table.push_str(&format!(
+                "| {name} | {skiff:.2} | {peer:.2} | {:.2}× |\n",
+                skiff / peer
+            )),
+            None => table.push_str(&format!("| {name} | {skiff:.2} | — | — |\n")),
+        }
+    }
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    let single_ratio = m("https 1") / m("raw 1");
+    let many_ratio = m("https 64") / m("raw 64");
+    let p99 = m("https p99");
+    let kib = m("https1 kib");
+    let verdict = format!(
+        "Goals (HTTPS, as users run it): API ≥ 50% of raw store throughput at 1 client: {} ({:.0}%), \
+         at 64 clients: {} ({:.0}%); p99 create < 10 ms at 64 clients: {} ({p99:.2} ms); \
+         < 4 KiB server memory per idle watcher: {} ({kib:.2} KiB).",
+        met(single_ratio >= 0.5),
+        single_ratio * 100.0,
+        met(many_ratio >= 0.5),
+        many_ratio * 100.0,
+        met(p99 < 10.0),
+        met(kib < 4.0),
+    );
+    println!("\n{table}\n{verdict}");
+
+    if let Ok(out) = std::env::var("SKIFF_BENCH_OUT") {
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+            .unwrap_or_default();
+        let section = format!(
+            "## API: pod creates and watch fan-out\n\n\
+             Command: `make bench` (runs `cargo bench -p skiff-control --bench api`).\n\
+             Medians of {ROUNDS} rounds on {cpus} CPUs ({model}); clients and server share them. \
+             The server runs in a child process as `skiff server --no-agent` does \
+             (`control::server::start`, embedded store, fsync on every commit) on loopback. \
+             Creates: kube-rs clients built from the server's kubeconfig (HTTP/1.1, the only \
+             protocol kube-rs speaks), one per concurrent caller, connected before timing; each \
+             round creates {SINGLE_CLIENT_CREATES} pods from 1 client and {MANY_CLIENT_CREATES} from \
+             {MANY_CLIENTS} clients in fresh namespaces. The peer is the same stored pod JSON \
+             ({stored_bytes} bytes) created under fresh keys in an embedded store of the \
+             benchmark process through the `Store` trait, at the same concurrency. CPU per create \
+             is the process's user+system time over the batch. Fan-out: a fresh server per round \
+             and transport; {WATCHERS} pod watches held open as raw HTTP streams; memory per idle \
+             watcher is the server's VmRSS growth while opening all but the first, divided by \
+             their number; delivery is timed from the create call to each watcher reading the \
+             event, for {FANOUT_EVENTS} pods created one at a time.\n\n\
+             {table}\n{verdict}\n"
+        );
+        write_section(&out, "api", &section);
+        eprintln!("wrote the results to {out}");
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[index]
+}
+
+/// Replaces (or appends) the section between `<!-- NAME:start -->` and
+/// `<!-- NAME:end -->` in a markdown file.
+fn write_section(path: &str, name: &str, body: &str) {
+    let start = format!("<!-- {name}:start -->");
+    let end = format!("<!-- {name}:end -->");
+    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "# Benchmarks\n\nNumbers from `make bench`, newest run of each benchmark.\n".into()
+    });
+    let block = format!("{start}\n{body}{end}");
+    let updated = match (existing.find(&start), existing.find(&end)) {
+        (Some(s), Some(e)) if e > s => {
+            format!("{}{block}{}", &existing[..s], &existing[e + end.len()..])
+        }
+        _ => format!("{}\n{block}\n", existing.trim_end()),
+    };
+    std::fs::write(path, updated).expect("write benchmark results");
+}
