@@ -16,7 +16,9 @@
 //!    server's RSS before and after opening them gives the memory per idle
 //!    watcher; then a writer creates pods one at a time and each event's
 //!    delivery latency (create call to a watcher reading it) is recorded
-//!    for every watcher.
+//!    for every watcher, with the server's CPU per delivery. Watchers hold
+//!    one HTTP/1.1 connection each (as kube-rs does) over HTTPS and plain
+//!    HTTP, or share HTTP/2 connections over HTTPS (as client-go does).
 //!
 //! Three rounds of each, medians reported. With `SKIFF_BENCH_OUT=FILE` the
 //! table is also written into that markdown file between markers. Run with
@@ -114,20 +116,7 @@ impl ChildServer {
     async fn start(https: bool) -> Self {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let data_dir = dir.path().join("data");
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let exe = std::env::current_exe().expect("own path");
-        let mut command = match std::env::var("TMP_WRAP") {
-            Ok(wrap) => {
-                let wrap = wrap.replace("{n}", &n.to_string());
-                let mut words = wrap.split_whitespace();
-                let mut c = tokio::process::Command::new(words.next().unwrap());
-                c.args(words).arg(&exe);
-                c
-            }
-            Err(_) => tokio::process::Command::new(&exe),
-        };
-        let mut child = command
+        let mut child = tokio::process::Command::new(std::env::current_exe().expect("own path"))
             .env(SERVE_ENV, &data_dir)
             .env(TRANSPORT_ENV, if https { "https" } else { "http" })
             .stdin(Stdio::piped())
@@ -137,13 +126,23 @@ impl ChildServer {
             .spawn()
             .expect("start the server process");
         let pid = child.id().expect("server pid");
-        let stdout = child.stdout.take().expect("server stdout");
-        let mut line = String::new();
-        tokio::time::timeout(STEP_TIMEOUT, BufReader::new(stdout).read_line(&mut line))
-            .await
-            .expect("the server did not start in time")
-            .expect("read the server address");
-        let addr = line.trim().parse().expect("the server prints its address");
+        let mut stdout = BufReader::new(child.stdout.take().expect("server stdout"));
+        let addr = tokio::time::timeout(STEP_TIMEOUT, async {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let read = stdout
+                    .read_line(&mut line)
+                    .await
+                    .expect("read the server address");
+                assert!(read > 0, "the server exited before printing its address");
+                if let Ok(addr) = line.trim().parse::<SocketAddr>() {
+                    return addr;
+                }
+            }
+        })
+        .await
+        .expect("the server did not start in time");
         Self {
             child,
             pid,
@@ -238,15 +237,7 @@ impl Samples {
 async fn run() {
     check_open_files_limit();
     let mut samples = Samples::default();
-    let only = std::env::var("TMP_ONLY").unwrap_or_default();
-    if only == "fanout" {
-        fanout(&mut samples).await;
-        return;
-    }
     let stored_bytes = creates(&mut samples).await;
-    if only == "creates" {
-        return;
-    }
     fanout(&mut samples).await;
     report(&samples, stored_bytes);
 }
@@ -544,15 +535,18 @@ impl WatchTransport {
 async fn fanout(samples: &mut Samples) {
     for round in 0..ROUNDS {
         for transport in WatchTransport::ALL {
-            let (kib, p50, p99) = fanout_round(transport).await;
+            let result = fanout_round(transport).await;
             eprintln!(
-                "round {round} fan-out {transport:?}: {kib:.2} KiB per idle watcher, \
-                 delivery to {WATCHERS} watchers p50 {p50:.2} ms p99 {p99:.2} ms"
+                "round {round} fan-out {transport:?}: {:.2} KiB per idle watcher, \
+                 delivery to {WATCHERS} watchers p50 {:.2} ms p99 {:.2} ms, \
+                 server CPU {:.1} µs per delivery",
+                result.kib_per_watcher, result.p50_ms, result.p99_ms, result.cpu_us_per_delivery,
             );
             let key = transport.key();
-            samples.push(format!("{key} kib"), kib);
-            samples.push(format!("{key} delivery p50"), p50);
-            samples.push(format!("{key} delivery p99"), p99);
+            samples.push(format!("{key} kib"), result.kib_per_watcher);
+            samples.push(format!("{key} delivery p50"), result.p50_ms);
+            samples.push(format!("{key} delivery p99"), result.p99_ms);
+            samples.push(format!("{key} delivery cpu"), result.cpu_us_per_delivery);
         }
     }
 }
@@ -715,9 +709,17 @@ async fn expect_ok(
     response.into_body()
 }
 
-/// One round of part 2; returns (KiB per idle watcher, delivery p50 ms,
-/// delivery p99 ms).
-async fn fanout_round(transport: WatchTransport) -> (f64, f64, f64) {
+/// What one round of part 2 measured.
+struct FanOut {
+    kib_per_watcher: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Server CPU over the delivery phase per event per watcher.
+    cpu_us_per_delivery: f64,
+}
+
+/// One round of part 2 over a fresh server.
+async fn fanout_round(transport: WatchTransport) -> FanOut {
     let server = ChildServer::start(transport != WatchTransport::Http1).await;
     let client = server.client().await;
     create_namespace(&client, "fanout").await;
@@ -840,6 +842,7 @@ async fn fanout_round(transport: WatchTransport) -> (f64, f64, f64) {
 
     // Delivery: one create at a time, each awaited at every watcher.
     let mut latencies = Vec::with_capacity(FANOUT_EVENTS * WATCHERS);
+    let cpu_before = server.cpu_seconds();
     for index in 1..=FANOUT_EVENTS {
         sent_at[index].set(Instant::now()).expect("fresh");
         pods.create(
@@ -863,6 +866,8 @@ async fn fanout_round(transport: WatchTransport) -> (f64, f64, f64) {
         }
     }
     latencies.sort_by(f64::total_cmp);
+    let cpu_us_per_delivery =
+        (server.cpu_seconds() - cpu_before) / (FANOUT_EVENTS * WATCHERS) as f64 * 1e6;
 
     for task in &tasks {
         task.abort();
@@ -874,11 +879,12 @@ async fn fanout_round(transport: WatchTransport) -> (f64, f64, f64) {
     drop(pods);
     drop(client);
     server.stop().await;
-    (
+    FanOut {
         kib_per_watcher,
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-    )
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        cpu_us_per_delivery,
+    }
 }
 
 /// 1,000 watchers need about as many descriptors in each process.
@@ -988,6 +994,21 @@ fn report(samples: &Samples, stored_bytes: usize) {
             m("https2 delivery p99"),
             None,
         ),
+        (
+            "server CPU per event per watcher, HTTPS HTTP/1.1, µs".into(),
+            m("https1 delivery cpu"),
+            None,
+        ),
+        (
+            "server CPU per event per watcher, plain HTTP/1.1, µs".into(),
+            m("http1 delivery cpu"),
+            None,
+        ),
+        (
+            "server CPU per event per watcher, HTTPS h2, µs".into(),
+            m("https2 delivery cpu"),
+            None,
+        ),
     ];
     let mut table = String::from("| measure | skiff | peer | skiff/peer |\n|---|---:|---:|---:|\n");
     for (name, skiff, peer) in &rows {
@@ -1043,7 +1064,9 @@ fn report(samples: &Samples, stored_bytes: usize) {
              and transport; {WATCHERS} pod watches held open as raw HTTP streams; memory per idle \
              watcher is the server's VmRSS growth while opening all but the first, divided by \
              their number; delivery is timed from the create call to each watcher reading the \
-             event, for {FANOUT_EVENTS} pods created one at a time.\n\n\
+             event, for {FANOUT_EVENTS} pods created one at a time, each awaited at every \
+             watcher before the next; server CPU per delivery is its CPU time over that phase \
+             divided by events × watchers.\n\n\
              {table}\n{verdict}\n"
         );
         write_section(&out, "api", &section);
