@@ -237,6 +237,11 @@ async fn serve(State(api): State<Api>, request: Request) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The stored form of an object (a JSON value always serializes).
+fn to_bytes(object: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(object).expect("a JSON value serializes"))
+}
+
 /// An object as stored, with its resourceVersion set from the store.
 fn stored_object(kv: &crate::store::KeyValue) -> Result<Value, ApiError> {
     let mut object: Value =
@@ -593,10 +598,7 @@ impl Api {
                 return Ok(object);
             }
             let key = def.key(object_namespace.as_deref(), &name);
-            let bytes = Bytes::from(
-                serde_json::to_vec(&object).map_err(|e| ApiError::BadRequest(e.to_string()))?,
-            );
-            match self.inner.store.create(&key, bytes, None).await {
+            match self.inner.store.create(&key, to_bytes(&object), None).await {
                 Ok(kv) => {
                     meta::set_resource_version(&mut object, kv.mod_revision);
                     return Ok(object);
@@ -775,16 +777,9 @@ impl Api {
             meta::set_resource_version(&mut gone, deleted.revision);
             return Ok((StatusCode::OK, gone));
         }
-        let bytes = Bytes::from(
-            serde_json::to_vec(&object).map_err(|e| ApiError::BadRequest(e.to_string()))?,
-        );
-        let kv = self
-            .inner
-            .store
-            .update(&key, bytes, revision, None)
+        self.store_update(&key, &mut object, revision)
             .await
             .map_err(|e| store_write_error(def, &name, e))?;
-        meta::set_resource_version(&mut object, kv.mod_revision);
         Ok((StatusCode::OK, object))
     }
 
@@ -968,14 +963,8 @@ impl Api {
                     if options.dry_run || marked == current {
                         return Ok(marked);
                     }
-                    meta::metadata_mut(&mut marked).remove("resourceVersion");
-                    let bytes = Bytes::from(
-                        serde_json::to_vec(&marked)
-                            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-                    );
-                    match self.inner.store.update(&key, bytes, revision, None).await {
-                        Ok(kv) => {
-                            meta::set_resource_version(&mut marked, kv.mod_revision);
+                    match self.store_update(&key, &mut marked, revision).await {
+                        Ok(()) => {
                             if def.kind == "Namespace" {
                                 self.spawn_namespace_cleanup(name.to_owned());
                             }
@@ -1172,13 +1161,9 @@ impl Api {
             if dry_run {
                 break;
             }
-            meta::metadata_mut(&mut object).remove("resourceVersion");
             let key = call.def.key(namespace.as_deref(), &name);
-            let bytes = Bytes::from(
-                serde_json::to_vec(&object).map_err(|e| ApiError::BadRequest(e.to_string()))?,
-            );
-            match self.inner.store.update(&key, bytes, revision, None).await {
-                Ok(_) => break,
+            match self.store_update(&key, &mut object, revision).await {
+                Ok(()) => break,
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(error) => return Err(store_write_error(call.def, &name, error)),
             }
@@ -1188,6 +1173,24 @@ impl Api {
             &success_status(json!({"name": name, "kind": "pods"})),
             &[],
         ))
+    }
+
+    /// Writes `object` at `key` guarded by `revision` and sets its new
+    /// resourceVersion (the stored bytes carry none).
+    async fn store_update(
+        &self,
+        key: &str,
+        object: &mut Value,
+        revision: Revision,
+    ) -> Result<(), StoreError> {
+        meta::metadata_mut(object).remove("resourceVersion");
+        let kv = self
+            .inner
+            .store
+            .update(key, to_bytes(object), revision, None)
+            .await?;
+        meta::set_resource_version(object, kv.mod_revision);
+        Ok(())
     }
 
     /// Deletes everything in a terminating namespace, then lets the
@@ -1224,15 +1227,8 @@ impl Api {
         for def in resources::RESOURCES.iter().filter(|r| r.namespaced) {
             for object in self.list_all(def, Some(namespace)).await? {
                 remaining += 1;
+                // Pods are deleted again so a shorter grace period can end them.
                 if !meta::deleting(&object) || def.kind == "Pod" {
-                    let options = if def.kind == "Pod" {
-                        DeleteOptions {
-                            grace_period: None,
-                            ..DeleteOptions::default()
-                        }
-                    } else {
-                        options.clone()
-                    };
                     match self
                         .delete_object(def, Some(namespace), meta::name(&object), &options)
                         .await

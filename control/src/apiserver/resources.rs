@@ -57,6 +57,15 @@ pub trait KindHandler: Send + Sync {
 
 struct Typed<K>(PhantomData<fn() -> K>);
 
+/// A decoded object back as its normalized JSON value.
+fn untyped<K: Serialize>(
+    decoded: Result<(K, Vec<String>), ApiError>,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let (typed, warnings) = decoded?;
+    let value = serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok((value, warnings))
+}
+
 impl<K> KindHandler for Typed<K>
 where
     K: Serialize + DeserializeOwned + Validate,
@@ -66,10 +75,7 @@ where
         value: Value,
         validation: FieldValidation,
     ) -> Result<(Value, Vec<String>), ApiError> {
-        let (typed, warnings) = decode_typed::<K>(value, validation)?;
-        let value =
-            serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        Ok((value, warnings))
+        untyped(decode_typed::<K>(value, validation))
     }
 
     fn normalize_body(
@@ -77,10 +83,7 @@ where
         parsed: ParsedBody,
         validation: FieldValidation,
     ) -> Result<(Value, Vec<String>), ApiError> {
-        let (typed, warnings) = decode_body::<K>(parsed, validation)?;
-        let value =
-            serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        Ok((value, warnings))
+        untyped(decode_body::<K>(parsed, validation))
     }
 
     fn normalize_patched(
@@ -88,10 +91,7 @@ where
         value: Value,
         validation: FieldValidation,
     ) -> Result<(Value, Vec<String>), ApiError> {
-        let (typed, warnings) = decode_patched::<K>(value, validation)?;
-        let value =
-            serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        Ok((value, warnings))
+        untyped(decode_patched::<K>(value, validation))
     }
 
     fn validate_create(&self, value: &Value) -> Vec<Cause> {

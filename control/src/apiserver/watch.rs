@@ -228,23 +228,21 @@ impl WatchCaches {
             }
         };
         let receiver = cache.events.subscribe();
-        let (replay, source) = {
+        // `None` when `from` is older than the cache's window.
+        let replay: Option<Vec<Arc<CachedEvent>>> = {
             let state = lock(&cache.state);
-            if from >= WatchCache::available_from(&state) {
-                let replay: Vec<Arc<CachedEvent>> = state
+            (from >= WatchCache::available_from(&state)).then(|| {
+                state
                     .events
                     .iter()
                     .filter(|e| e.revision >= from)
                     .cloned()
-                    .collect();
-                (replay, Source::Cache(receiver))
-            } else {
-                (Vec::new(), Source::Store)
-            }
+                    .collect()
+            })
         };
-        let source = match source {
-            Source::Cache(receiver) => Feed::Cache(receiver),
-            Source::Store => {
+        let (replay, source) = match replay {
+            Some(replay) => (replay, Feed::Cache(receiver)),
+            None => {
                 // Older than the cache's window: read the store's history.
                 let stream = match self.store.watch(&def.prefix(namespace), from).await {
                     Err(StoreError::Compacted { .. }) => {
@@ -256,7 +254,7 @@ impl WatchCaches {
                     }
                     other => other?,
                 };
-                Feed::Store(stream)
+                (Vec::new(), Feed::Store(stream))
             }
         };
         let bookmark_kind = json!({"kind": def.kind, "apiVersion": def.api_version()});
@@ -272,11 +270,6 @@ impl WatchCaches {
         tokio::spawn(watcher.run(initial, replay, source, deadline));
         Ok(ReceiverStream::new(rx).map(Ok))
     }
-}
-
-enum Source {
-    Cache(broadcast::Receiver<Arc<CachedEvent>>),
-    Store,
 }
 
 enum Feed {
