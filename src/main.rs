@@ -16,6 +16,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
+/// mimalloc instead of glibc malloc: the API server allocates per request
+/// from many threads, where glibc's arenas cost it a quarter of its CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code of a subcommand that is not implemented yet (as for usage errors).
 const EXIT_NOT_IMPLEMENTED: u8 = 2;
 /// Exit code when a second SIGTERM/SIGINT cuts the graceful shutdown short

@@ -22,9 +22,10 @@ use super::body::{self, FieldValidation};
 use super::discovery;
 use super::error::{ApiError, Cause, CauseType};
 use super::meta;
+use super::namespaces::ActiveNamespaces;
 use super::patch;
 use super::request::{self, RequestInfo, Verb};
-use super::resources::{self, ResourceDef, Subresource};
+use super::resources::{self, NewObject, ResourceDef, Subresource};
 use super::selector::{FieldSelector, LabelSelector, object_field};
 use super::watch::{WatchCaches, WatchParams};
 use crate::store::{Revision, Store, StoreError};
@@ -42,6 +43,7 @@ pub struct Api {
 struct Inner {
     store: Arc<dyn Store>,
     watches: WatchCaches,
+    namespaces: Arc<ActiveNamespaces>,
 }
 
 /// Query parameters the handlers read.
@@ -118,6 +120,7 @@ impl Api {
         Self {
             inner: Arc::new(Inner {
                 watches: WatchCaches::new(store.clone()),
+                namespaces: Arc::default(),
                 store,
             }),
         }
@@ -190,7 +193,9 @@ impl Api {
         namespace: Option<&str>,
         object: Value,
     ) -> Result<(), ApiError> {
-        let (object, _) = def.handler.normalize(object, FieldValidation::Strict)?;
+        let (object, _) = def
+            .handler
+            .decode_new_value(object, FieldValidation::Strict)?;
         match self.create_object(def, namespace, object, false).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
             Err(error) => Err(error),
@@ -255,7 +260,11 @@ fn stored_object(kv: &crate::store::KeyValue) -> Result<Value, ApiError> {
 
 /// A JSON response with a status code and optional warnings.
 fn respond(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    respond_json(code, to_bytes(value), warnings)
+}
+
+/// A response of serialized JSON with a status code and optional warnings.
+fn respond_json(code: StatusCode, body: Bytes, warnings: &[String]) -> Response {
     let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     for warning in warnings {
         response
@@ -492,23 +501,39 @@ impl Api {
             .into_response())
     }
 
-    /// Reads and decodes the request body into a normalized object of the
-    /// call's kind.
-    async fn read_object(&self, call: &mut Call) -> Result<(Value, Vec<String>), ApiError> {
+    /// Reads and parses the request body, with the field validation asked.
+    async fn read_parsed(
+        &self,
+        call: &mut Call,
+    ) -> Result<(body::ParsedBody, FieldValidation), ApiError> {
         let format = body::body_format(call.headers.get(header::CONTENT_TYPE))?;
         let bytes = body::read_body(std::mem::take(&mut call.body), body::MAX_BODY_BYTES).await?;
         let parsed = body::parse_body(&bytes, format)?;
         check_type(call.def, &parsed.value)?;
         let validation = body::field_validation(call.query.get("fieldValidation"))?;
+        Ok((parsed, validation))
+    }
+
+    /// Reads and decodes the request body into a normalized object of the
+    /// call's kind.
+    async fn read_object(&self, call: &mut Call) -> Result<(Value, Vec<String>), ApiError> {
+        let (parsed, validation) = self.read_parsed(call).await?;
         call.def.handler.normalize_body(parsed, validation)
     }
 
     async fn create(&self, mut call: Call) -> Result<Response, ApiError> {
         let dry_run = call.query.dry_run()?;
-        let (object, warnings) = self.read_object(&mut call).await?;
+        let (parsed, validation) = self.read_parsed(&mut call).await?;
+        let (object, warnings) = call.def.handler.decode_new(parsed, validation)?;
         let namespace = call.info.namespace.clone();
-        if let (Some(path_ns), Some(body_ns)) = (namespace.as_deref(), meta::namespace(&object))
-            && path_ns != body_ns
+        if let (Some(path_ns), Some(body_ns)) = (
+            namespace.as_deref(),
+            object
+                .meta()
+                .namespace
+                .as_deref()
+                .filter(|ns| !ns.is_empty()),
+        ) && path_ns != body_ns
         {
             return Err(ApiError::BadRequest(
                 "the namespace of the provided object does not match the namespace sent on the request".into(),
@@ -517,59 +542,48 @@ impl Api {
         let created = self
             .create_object(call.def, namespace.as_deref(), object, dry_run)
             .await?;
-        Ok(respond(StatusCode::CREATED, &created, &warnings))
+        Ok(respond_json(StatusCode::CREATED, created, &warnings))
     }
 
     /// Creates an object: metadata set by the server, defaults, validation,
-    /// namespace checks, then the store (unless `dry_run`).
+    /// namespace checks, then the store (unless `dry_run`). Returns the
+    /// created object's JSON.
     pub(crate) async fn create_object(
         &self,
         def: &'static ResourceDef,
         namespace: Option<&str>,
-        mut object: Value,
+        mut object: Box<dyn NewObject>,
         dry_run: bool,
-    ) -> Result<Value, ApiError> {
-        let generate = meta::meta_str(&object, "generateName").map(str::to_owned);
+    ) -> Result<Bytes, ApiError> {
+        let generate = object.meta().generate_name.clone();
         {
-            let metadata = meta::metadata_mut(&mut object);
-            for field in [
-                "resourceVersion",
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-                "managedFields",
-                "selfLink",
-            ] {
-                metadata.remove(field);
-            }
-            if def.namespaced {
-                if let Some(ns) = namespace {
-                    metadata.insert("namespace".into(), json!(ns));
-                }
+            let metadata = object.meta_mut();
+            metadata.resource_version = None;
+            metadata.deletion_timestamp = None;
+            metadata.deletion_grace_period_seconds = None;
+            metadata.managed_fields = None;
+            metadata.self_link = None;
+            metadata.namespace = if def.namespaced {
+                namespace
+                    .map(str::to_owned)
+                    .or_else(|| metadata.namespace.take())
             } else {
-                metadata.remove("namespace");
-            }
-            metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-            metadata.insert("creationTimestamp".into(), json!(meta::now()));
-            if object_has_spec(def) {
-                metadata.insert("generation".into(), json!(1));
-            }
+                None
+            };
+            metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+            metadata.creation_timestamp = Some(meta::now_time());
+            metadata.generation = object_has_spec(def).then_some(1);
         }
-        if def.has(Subresource::Status)
-            && let Some(map) = object.as_object_mut()
-        {
-            map.remove("status");
+        if def.has(Subresource::Status) {
+            object.clear_status();
         }
-        meta::apply_defaults(def.kind, &mut object);
-        let explicit_name = !meta::name(&object).is_empty();
+        object.apply_defaults();
+        let explicit_name = object.meta().name.as_deref().is_some_and(|n| !n.is_empty());
         for attempt in 0..MAX_RETRIES {
             if !explicit_name {
-                match &generate {
+                match generate.as_deref() {
                     Some(prefix) if !prefix.is_empty() => {
-                        meta::metadata_mut(&mut object)
-                            .insert("name".into(), json!(meta::generate_name(prefix)));
+                        object.meta_mut().name = Some(meta::generate_name(prefix));
                     }
                     _ => {
                         return Err(invalid(
@@ -584,24 +598,25 @@ impl Api {
                     }
                 }
             }
-            let name = meta::name(&object).to_owned();
-            let causes = def.handler.validate_create(&object);
+            let name = object.meta().name.clone().unwrap_or_default();
+            let causes = object.validate_create();
             if !causes.is_empty() {
                 return Err(invalid(def, &name, causes));
             }
-            let object_namespace = meta::namespace(&object).map(str::to_owned);
+            let object_namespace = object.meta().namespace.clone().filter(|ns| !ns.is_empty());
             if def.namespaced {
                 self.check_namespace_accepts(object_namespace.as_deref().unwrap_or(""))
                     .await?;
             }
+            let stored = object.to_json();
             if dry_run {
-                return Ok(object);
+                return Ok(stored);
             }
             let key = def.key(object_namespace.as_deref(), &name);
-            match self.inner.store.create(&key, to_bytes(&object), None).await {
+            match self.inner.store.create(&key, stored, None).await {
                 Ok(kv) => {
-                    meta::set_resource_version(&mut object, kv.mod_revision);
-                    return Ok(object);
+                    object.meta_mut().resource_version = Some(kv.mod_revision.to_string());
+                    return Ok(object.to_json());
                 }
                 Err(StoreError::AlreadyExists { .. })
                     if !explicit_name && attempt + 1 < MAX_RETRIES =>
@@ -622,6 +637,9 @@ impl Api {
 
     /// 404 if the namespace does not exist, 403 if it is terminating.
     async fn check_namespace_accepts(&self, namespace: &str) -> Result<(), ApiError> {
+        if self.inner.namespaces.contains(&self.inner.store, namespace) {
+            return Ok(());
+        }
         let namespaces = resources::lookup("", "v1", "namespaces").expect("served");
         match self.read(namespaces, None, namespace).await? {
             None => Err(ApiError::NotFound {
@@ -889,6 +907,28 @@ impl Api {
     /// Deletes an object as Kubernetes does: preconditions, then either
     /// marks it (finalizers, graceful pod deletion) or removes it.
     pub(crate) async fn delete_object(
+        &self,
+        def: &'static ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Value, ApiError> {
+        if def.kind != "Namespace" || options.dry_run {
+            return self.delete_or_mark(def, namespace, name, options).await;
+        }
+        // From here on this server refuses new objects in the namespace,
+        // without waiting for the namespace's event to reach its cache.
+        self.inner.namespaces.hold(name);
+        let result = self.delete_or_mark(def, namespace, name, options).await;
+        let written = result
+            .as_ref()
+            .ok()
+            .and_then(|object| meta::meta_str(object, "resourceVersion")?.parse().ok());
+        self.inner.namespaces.release(name, written.unwrap_or(0));
+        result
+    }
+
+    async fn delete_or_mark(
         &self,
         def: &'static ResourceDef,
         namespace: Option<&str>,

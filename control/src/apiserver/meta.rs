@@ -86,6 +86,14 @@ pub fn now() -> String {
         .to_string()
 }
 
+/// Now, whole seconds, as a typed timestamp.
+pub fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let now = jiff::Timestamp::now();
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::from_second(now.as_second()).unwrap_or(now),
+    )
+}
+
 /// A timestamp `seconds` from now.
 pub fn now_plus(seconds: i64) -> String {
     let at = jiff::Timestamp::now()
@@ -105,132 +113,6 @@ pub fn generate_name(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
-/// Fills what Kubernetes defaults on create for the kinds whose defaults
-/// clients rely on.
-pub fn apply_defaults(kind: &str, obj: &mut Value) {
-    match kind {
-        "Pod" => {
-            if let Some(spec) = obj.get_mut("spec") {
-                default_pod_spec(spec);
-            }
-            obj["status"] = json!({ "phase": "Pending" });
-        }
-        "Deployment" => {
-            let spec = ensure_object(obj, "spec");
-            spec.entry("replicas").or_insert(json!(1));
-            spec.entry("revisionHistoryLimit").or_insert(json!(10));
-            spec.entry("progressDeadlineSeconds").or_insert(json!(600));
-            spec.entry("minReadySeconds").or_insert(json!(0));
-            let strategy = spec.entry("strategy").or_insert(json!({}));
-            if strategy.get("type").is_none() {
-                strategy["type"] = json!("RollingUpdate");
-            }
-            if strategy["type"] == "RollingUpdate" && strategy.get("rollingUpdate").is_none() {
-                strategy["rollingUpdate"] = json!({ "maxSurge": "25%", "maxUnavailable": "25%" });
-            }
-            default_template(obj);
-        }
-        "ReplicaSet" => {
-            ensure_object(obj, "spec")
-                .entry("replicas")
-                .or_insert(json!(1));
-            default_template(obj);
-        }
-        "Service" => {
-            let spec = ensure_object(obj, "spec");
-            spec.entry("type").or_insert(json!("ClusterIP"));
-            spec.entry("sessionAffinity").or_insert(json!("None"));
-            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-                for port in ports {
-                    if port.get("protocol").is_none() {
-                        port["protocol"] = json!("TCP");
-                    }
-                    if port.get("targetPort").is_none()
-                        && let Some(number) = port.get("port").cloned()
-                    {
-                        port["targetPort"] = number;
-                    }
-                }
-            }
-        }
-        "Namespace" => {
-            ensure_object(obj, "spec")
-                .entry("finalizers")
-                .or_insert(json!(["kubernetes"]));
-            obj["status"] = json!({ "phase": "Active" });
-        }
-        "Secret" if obj.get("type").is_none() => {
-            obj["type"] = json!("Opaque");
-        }
-        _ => {}
-    }
-}
-
-fn ensure_object<'a>(obj: &'a mut Value, field: &str) -> &'a mut Map<String, Value> {
-    if !obj.get(field).is_some_and(Value::is_object) {
-        obj[field] = json!({});
-    }
-    obj[field].as_object_mut().expect("just made an object")
-}
-
-fn default_template(obj: &mut Value) {
-    if let Some(spec) = obj
-        .get_mut("spec")
-        .and_then(|s| s.get_mut("template"))
-        .and_then(|t| t.get_mut("spec"))
-    {
-        default_pod_spec(spec);
-    }
-}
-
-fn default_pod_spec(spec: &mut Value) {
-    let Some(map) = spec.as_object_mut() else {
-        return;
-    };
-    map.entry("restartPolicy").or_insert(json!("Always"));
-    map.entry("terminationGracePeriodSeconds")
-        .or_insert(json!(30));
-    map.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
-    map.entry("schedulerName")
-        .or_insert(json!("default-scheduler"));
-    map.entry("securityContext").or_insert(json!({}));
-    for list in ["containers", "initContainers"] {
-        if let Some(containers) = map.get_mut(list).and_then(Value::as_array_mut) {
-            for container in containers {
-                default_container(container);
-            }
-        }
-    }
-}
-
-fn default_container(container: &mut Value) {
-    let Some(map) = container.as_object_mut() else {
-        return;
-    };
-    if !map.contains_key("imagePullPolicy") {
-        let image = map.get("image").and_then(Value::as_str).unwrap_or("");
-        let last = image.rsplit('/').next().unwrap_or("");
-        let tagged = last.contains(':') && !last.ends_with(":latest");
-        let policy = if tagged || image.contains('@') {
-            "IfNotPresent"
-        } else {
-            "Always"
-        };
-        map.insert("imagePullPolicy".into(), json!(policy));
-    }
-    map.entry("terminationMessagePath")
-        .or_insert(json!("/dev/termination-log"));
-    map.entry("terminationMessagePolicy")
-        .or_insert(json!("File"));
-    if let Some(ports) = map.get_mut("ports").and_then(Value::as_array_mut) {
-        for port in ports {
-            if port.get("protocol").is_none() {
-                port["protocol"] = json!("TCP");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,27 +126,5 @@ mod tests {
                 .bytes()
                 .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
         );
-    }
-
-    #[test]
-    fn pod_defaults() {
-        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "busybox"}, {"name": "b", "image": "r/x:1.2"}]}});
-        apply_defaults("Pod", &mut pod);
-        assert_eq!(pod["spec"]["restartPolicy"], "Always");
-        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
-        assert_eq!(
-            pod["spec"]["containers"][1]["imagePullPolicy"],
-            "IfNotPresent"
-        );
-        assert_eq!(pod["status"]["phase"], "Pending");
-    }
-
-    #[test]
-    fn deployment_defaults_keep_what_is_set() {
-        let mut deployment = json!({"spec": {"replicas": 3, "strategy": {"type": "Recreate"}}});
-        apply_defaults("Deployment", &mut deployment);
-        assert_eq!(deployment["spec"]["replicas"], 3);
-        assert_eq!(deployment["spec"]["strategy"], json!({"type": "Recreate"}));
-        assert_eq!(deployment["spec"]["revisionHistoryLimit"], 10);
     }
 }

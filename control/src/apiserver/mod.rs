@@ -6,12 +6,14 @@
 
 pub mod auth;
 pub mod body;
+pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod health;
 pub mod meta;
 pub mod metrics;
+mod namespaces;
 pub mod patch;
 pub mod request;
 pub mod resources;

@@ -4,6 +4,10 @@
 
 use std::marker::PhantomData;
 
+use bytes::Bytes;
+use k8s_openapi::Metadata;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -16,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::body::{FieldValidation, ParsedBody, decode_body, decode_typed};
+use super::defaults::Defaults;
 use super::error::{ApiError, Cause};
 use super::patch::decode_patched;
 use super::validation::Validate;
@@ -48,14 +53,85 @@ pub trait KindHandler: Send + Sync {
         validation: FieldValidation,
     ) -> Result<(Value, Vec<String>), ApiError>;
 
-    /// Validation causes for a new object.
-    fn validate_create(&self, value: &Value) -> Vec<Cause>;
+    /// Decodes a create body into a new object of the kind, decoded once
+    /// for everything create does with it; returns unknown-field warnings
+    /// (an error under `Strict`).
+    fn decode_new(
+        &self,
+        parsed: ParsedBody,
+        validation: FieldValidation,
+    ) -> Result<(Box<dyn NewObject>, Vec<String>), ApiError>;
+
+    /// As [`KindHandler::decode_new`] for an object built by the server.
+    fn decode_new_value(
+        &self,
+        value: Value,
+        validation: FieldValidation,
+    ) -> Result<(Box<dyn NewObject>, Vec<String>), ApiError>;
 
     /// Validation causes for an update from `old` to `new`.
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause>;
 }
 
+/// A new object on its way to the store, in its typed form.
+pub trait NewObject: Send {
+    /// Its metadata.
+    fn meta(&self) -> &ObjectMeta;
+
+    /// Its metadata, to set what the server sets.
+    fn meta_mut(&mut self) -> &mut ObjectMeta;
+
+    /// Drops the status (written only through the status subresource).
+    fn clear_status(&mut self);
+
+    /// Fills the kind's defaults.
+    fn apply_defaults(&mut self);
+
+    /// Validation causes, as for a new object.
+    fn validate_create(&self) -> Vec<Cause>;
+
+    /// The object as JSON.
+    fn to_json(&self) -> Bytes;
+}
+
+impl<K> NewObject for K
+where
+    K: Metadata<Ty = ObjectMeta> + Defaults + Validate + Serialize + Send,
+{
+    fn meta(&self) -> &ObjectMeta {
+        self.metadata()
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        self.metadata_mut()
+    }
+
+    fn clear_status(&mut self) {
+        Defaults::clear_status(self);
+    }
+
+    fn apply_defaults(&mut self) {
+        Defaults::apply_defaults(self);
+    }
+
+    fn validate_create(&self) -> Vec<Cause> {
+        Validate::validate_create(self)
+    }
+
+    fn to_json(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("a typed object serializes"))
+    }
+}
+
 struct Typed<K>(PhantomData<fn() -> K>);
+
+/// A decoded object as a new object.
+fn boxed<K: NewObject + 'static>(
+    decoded: Result<(K, Vec<String>), ApiError>,
+) -> Result<(Box<dyn NewObject>, Vec<String>), ApiError> {
+    let (typed, warnings) = decoded?;
+    Ok((Box::new(typed), warnings))
+}
 
 /// A decoded object back as its normalized JSON value.
 fn untyped<K: Serialize>(
@@ -68,7 +144,13 @@ fn untyped<K: Serialize>(
 
 impl<K> KindHandler for Typed<K>
 where
-    K: Serialize + DeserializeOwned + Validate,
+    K: Metadata<Ty = ObjectMeta>
+        + Defaults
+        + Validate
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + 'static,
 {
     fn normalize(
         &self,
@@ -94,11 +176,20 @@ where
         untyped(decode_patched::<K>(value, validation))
     }
 
-    fn validate_create(&self, value: &Value) -> Vec<Cause> {
-        match serde_json::from_value::<K>(value.clone()) {
-            Ok(typed) => typed.validate_create(),
-            Err(error) => vec![Cause::invalid("", "", &error.to_string())],
-        }
+    fn decode_new(
+        &self,
+        parsed: ParsedBody,
+        validation: FieldValidation,
+    ) -> Result<(Box<dyn NewObject>, Vec<String>), ApiError> {
+        boxed(decode_body::<K>(parsed, validation))
+    }
+
+    fn decode_new_value(
+        &self,
+        value: Value,
+        validation: FieldValidation,
+    ) -> Result<(Box<dyn NewObject>, Vec<String>), ApiError> {
+        boxed(decode_typed::<K>(value, validation))
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {

@@ -19,23 +19,50 @@ impl FieldPath {
         Self(root.to_owned())
     }
 
+    // Paths are built for every field validated, so they are concatenated
+    // by hand rather than through `format!`.
+
     /// `self.name`.
     pub fn child(&self, name: &str) -> Self {
         if self.0.is_empty() {
-            Self(name.to_owned())
-        } else {
-            Self(format!("{}.{name}", self.0))
+            return Self(name.to_owned());
         }
+        let mut path = String::with_capacity(self.0.len() + 1 + name.len());
+        path.push_str(&self.0);
+        path.push('.');
+        path.push_str(name);
+        Self(path)
     }
 
     /// `self[index]`.
     pub fn index(&self, index: usize) -> Self {
-        Self(format!("{}[{index}]", self.0))
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = index;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let digits = std::str::from_utf8(&digits[at..]).expect("ASCII digits");
+        self.bracket(digits)
     }
 
     /// `self[key]`, for map entries.
     pub fn key(&self, key: &str) -> Self {
-        Self(format!("{}[{key}]", self.0))
+        self.bracket(key)
+    }
+
+    fn bracket(&self, inner: &str) -> Self {
+        let mut path = String::with_capacity(self.0.len() + 2 + inner.len());
+        path.push_str(&self.0);
+        path.push('[');
+        path.push_str(inner);
+        path.push(']');
+        Self(path)
     }
 
     /// The path as text.
@@ -229,6 +256,11 @@ mod tests {
             .key("cpu");
         assert_eq!(path.as_str(), "spec.containers[0].resources.limits[cpu]");
         assert_eq!(FieldPath::new("").child("data").as_str(), "data");
+        assert_eq!(FieldPath::new("x").index(10_203).as_str(), "x[10203]");
+        assert_eq!(
+            FieldPath::new("x").index(usize::MAX).as_str(),
+            format!("x[{}]", usize::MAX)
+        );
 
         let check = |cause: Cause, expected: &str| assert_eq!(cause.message, expected);
         check(invalid(&path, &"Web", "bad"), "Invalid value: \"Web\": bad");
