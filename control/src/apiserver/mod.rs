@@ -18,6 +18,7 @@ pub mod patch;
 pub mod request;
 pub mod resources;
 pub mod selector;
+pub mod strategic;
 pub mod tls;
 pub mod validation;
 pub mod watch;

@@ -1,7 +1,8 @@
 //! Applying PATCH bodies to the stored object: RFC 6902 JSON patch and
 //! RFC 7386 JSON merge patch, with kube-apiserver's status codes and the
-//! same size and depth limits as request bodies. Strategic merge patch and
-//! server-side apply are answered with 415 until they exist. Pure.
+//! same size and depth limits as request bodies, and Kubernetes' strategic
+//! merge patch ([`super::strategic`]). Server-side apply is answered with
+//! 415 until it exists. Pure.
 //!
 //! Status codes follow kube-apiserver 1.30+ (`applyJSPatch` in
 //! `handlers/patch.go`): a patch that does not decode is 400; more than
@@ -22,6 +23,7 @@ use super::body::{
     decode_with_unknown_fields, describe, parse_document, validate_fields,
 };
 use super::error::{ApiError, Cause, CauseType};
+use super::strategic::{self, StrategicError};
 
 /// The most operations one JSON patch may have (kube-apiserver's
 /// `maxJSONPatchOperations`).
@@ -49,16 +51,7 @@ pub fn apply_patch(
     let patched = match patch_type {
         PatchType::Json => apply_json_patch(current, patch)?,
         PatchType::Merge => apply_merge_patch(current, patch)?,
-        PatchType::StrategicMerge => {
-            return Err(ApiError::UnsupportedMediaType(
-                "strategic merge patch (application/strategic-merge-patch+json) is not supported \
-                 by this server yet; send a JSON merge patch (application/merge-patch+json, \
-                 kubectl patch --type=merge) or a JSON patch (application/json-patch+json, \
-                 --type=json). Client-side kubectl apply, kubectl edit, kubectl set and kubectl \
-                 rollout send strategic merge patches; use kubectl replace meanwhile."
-                    .to_owned(),
-            ));
-        }
+        PatchType::StrategicMerge => apply_strategic_merge_patch(current, patch)?,
         PatchType::Apply => {
             return Err(ApiError::UnsupportedMediaType(
                 "server-side apply (application/apply-patch+yaml) is not supported by this server \
@@ -161,6 +154,32 @@ fn apply_merge_patch(current: &Value, patch: &[u8]) -> Result<Value, ApiError> {
     let mut patched = current.clone();
     json_patch::merge(&mut patched, &patch);
     Ok(patched)
+}
+
+/// A strategic merge patch, by the patch metadata of the object's kind
+/// (its `apiVersion` and `kind`). Errors are coded as kube-apiserver codes
+/// them: a malformed patch or directive is 400, a patch the object's
+/// structure cannot take is 422.
+fn apply_strategic_merge_patch(current: &Value, patch: &[u8]) -> Result<Value, ApiError> {
+    let patch = parse_document(patch, BodyFormat::Json)
+        .map_err(bad_patch)?
+        .value;
+    if !patch.is_object() {
+        return Err(bad_patch(format!(
+            "a strategic merge patch must be a JSON object, not {}",
+            describe(&patch)
+        )));
+    }
+    let text = |field: &str| current.get(field).and_then(Value::as_str).unwrap_or("");
+    let definition = strategic::meta::root(text("apiVersion"), text("kind")).unwrap_or("");
+    strategic::apply(current, &patch, definition).map_err(|error| match error {
+        StrategicError::NotAnObject
+        | StrategicError::BadSetElementOrder
+        | StrategicError::BadDeleteFromPrimitiveList
+        | StrategicError::BadRetainKeys
+        | StrategicError::UnknownPatchType { .. } => bad_patch(error.to_string()),
+        other => invalid(current, other.to_string()),
+    })
 }
 
 /// Refuses an operation that would nest the object deeper than
@@ -649,12 +668,36 @@ mod tests {
     }
 
     #[test]
-    fn strategic_merge_and_apply_are_415_for_now() {
+    fn strategic_merge_patches_merge_lists_by_key() {
         check(
-            json!({}),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "other", "image": "o:1"}]}}}}),
             PatchType::StrategicMerge,
-            Err((415, "kubectl apply")),
+            Ok(with(|d| {
+                let containers = d["spec"]["template"]["spec"]["containers"]
+                    .as_array_mut()
+                    .unwrap();
+                containers.insert(0, json!({"name": "other", "image": "o:1"}));
+            })),
         );
+        check(
+            json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}}),
+            PatchType::StrategicMerge,
+            Err((422, "does not contain declared merge key: name")),
+        );
+        check(
+            json!([]),
+            PatchType::StrategicMerge,
+            Err((400, "must be a JSON object")),
+        );
+        check(
+            json!({"$patch": "sideways"}),
+            PatchType::StrategicMerge,
+            Err((400, "unknown patch type")),
+        );
+    }
+
+    #[test]
+    fn server_side_apply_is_415_for_now() {
         check(json!({}), PatchType::Apply, Err((415, "server-side apply")));
     }
 

@@ -201,6 +201,31 @@ async fn crud_of_every_resource(h: &Harness) {
         .await
         .unwrap();
     assert_eq!(json_patched.metadata.labels.unwrap()["x"], "y");
+    // A strategic merge patch edits the container named in it, by its
+    // merge key, and leaves the list otherwise as it was.
+    let image_before = json_patched.spec.as_ref().unwrap().containers[0]
+        .image
+        .clone();
+    let strategic = pods
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({
+                "spec": {"containers": [{"name": "app", "image": "registry.example/web:2"}]},
+                "metadata": {"labels": {"x": null}},
+            })),
+        )
+        .await
+        .unwrap();
+    let containers = &strategic.spec.as_ref().unwrap().containers;
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0].name, "app");
+    assert_ne!(containers[0].image, image_before);
+    assert_eq!(
+        containers[0].image.as_deref(),
+        Some("registry.example/web:2")
+    );
+    assert!(!strategic.metadata.labels.unwrap().contains_key("x"));
     pods.delete("web", &DeleteParams::default()).await.unwrap();
     assert_eq!(code(&pods.get("web").await.unwrap_err()), 404);
 
