@@ -389,6 +389,7 @@ async fn prepare(
     api.bootstrap().await.map_err(ServerError::Bootstrap)?;
     let routes = Router::new()
         .merge(api.router())
+        .merge(crate::apiserver::openapi::router())
         .merge(health.router())
         .merge(metrics.router());
     let (shutdown, shutdown_signal) = watch::channel(false);

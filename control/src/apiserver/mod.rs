@@ -14,6 +14,7 @@ pub mod health;
 pub mod meta;
 pub mod metrics;
 mod namespaces;
+pub mod openapi;
 pub mod patch;
 pub mod request;
 pub mod resources;

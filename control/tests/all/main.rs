@@ -5,6 +5,11 @@ mod api;
 // Bad input: 40+ malformed or invalid requests, each a clear Status, none persisted.
 mod api_bad_input;
 
+// Discovery (legacy and aggregated) and OpenAPI v2/v3 documents over HTTP,
+// and the real kubectl against them: api-resources, api-versions, get all,
+// explain, apply with validation on (skipped without kubectl).
+mod discovery;
+
 // The scenarios every store backend must pass (instantiated below).
 mod store_conformance;
 // The embedded store: conformance, reopen, bad files, locking, group commit,
