@@ -7,14 +7,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::broadcast;
 
 use super::error::ApiError;
 use super::handlers::Api;
@@ -26,8 +26,6 @@ use crate::store::{EventKind, RangeRequest, Revision, Store, StoreError, WatchEv
 const CACHE_EVENTS: usize = 4_096;
 /// Events queued in the broadcast channel before a watcher counts as slow.
 const BROADCAST_CAPACITY: usize = 1_024;
-/// Serialized events buffered per watcher before it waits for its client.
-const WATCHER_BUFFER: usize = 32;
 
 /// How a watch was asked for.
 #[derive(Clone, Debug, Default)]
@@ -203,8 +201,7 @@ impl WatchCaches {
             lock(&self.caches).remove(def.plural);
             cache = self.cache(def).await?;
         }
-        let (tx, rx) = mpsc::channel::<Bytes>(WATCHER_BUFFER);
-        let mut initial = Vec::new();
+        let mut initial = VecDeque::new();
         let from = match params.resource_version.filter(|rv| *rv > 0) {
             Some(rv) => rv + 1,
             None => {
@@ -218,7 +215,7 @@ impl WatchCaches {
                     };
                     meta::set_resource_version(&mut object, kv.mod_revision);
                     if matcher(&object) {
-                        initial.push(line(
+                        initial.push_back(line(
                             "ADDED",
                             &Bytes::from(serde_json::to_vec(&object).unwrap_or_default()),
                         ));
@@ -258,17 +255,31 @@ impl WatchCaches {
             }
         };
         let bookmark_kind = json!({"kind": def.kind, "apiVersion": def.api_version()});
+        let bookmarks = params.bookmarks.then(|| {
+            let interval = *lock(&self.bookmark_interval);
+            (
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval),
+                bookmark_kind,
+            )
+        });
         let watcher = Watcher {
-            out: tx,
             matcher,
             next: from,
-            bookmarks: params
-                .bookmarks
-                .then(|| (*lock(&self.bookmark_interval), bookmark_kind)),
+            initial,
+            replay: replay.into(),
+            feed: source,
+            deadline: params
+                .timeout
+                .map(|t| Box::pin(tokio::time::sleep(t))),
+            bookmarks,
+            done: false,
         };
-        let deadline = params.timeout.map(|t| tokio::time::Instant::now() + t);
-        tokio::spawn(watcher.run(initial, replay, source, deadline));
-        Ok(ReceiverStream::new(rx).map(Ok))
+        // The response body is the watcher itself: no task or queue per
+        // watch; it advances only as fast as its client reads.
+        Ok(futures::stream::unfold(watcher, |mut watcher| async move {
+            let line = watcher.next_line().await?;
+            Some((Ok(line), watcher))
+        }))
     }
 }
 
@@ -277,83 +288,90 @@ enum Feed {
     Store(crate::store::WatchStream),
 }
 
+/// One watch: what is left to send first, where later events come from,
+/// and what this watcher asked for.
 struct Watcher<M> {
-    out: mpsc::Sender<Bytes>,
     matcher: M,
     /// The next revision to deliver.
     next: Revision,
-    bookmarks: Option<(Duration, Value)>,
+    /// ADDED lines of the objects listed at the start.
+    initial: VecDeque<Bytes>,
+    /// Cached events after the requested revision, not sent yet.
+    replay: VecDeque<Arc<CachedEvent>>,
+    feed: Feed,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The bookmark ticker and the kind fields of a bookmark object.
+    bookmarks: Option<(tokio::time::Interval, Value)>,
+    /// An ERROR line was sent; nothing follows it.
+    done: bool,
 }
 
 impl<M: Fn(&Value) -> bool + Send + Sync + 'static> Watcher<M> {
-    async fn run(
-        mut self,
-        initial: Vec<Bytes>,
-        replay: Vec<Arc<CachedEvent>>,
-        mut feed: Feed,
-        deadline: Option<tokio::time::Instant>,
-    ) {
-        for event in initial {
-            if self.out.send(event).await.is_err() {
-                return;
+    /// The next line to send; `None` ends the watch (timeout, a slow
+    /// watcher that fell behind the cache, the cache restarting, or an
+    /// ERROR line already sent). The client resumes from the last
+    /// resourceVersion it saw.
+    async fn next_line(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        if let Some(line) = self.initial.pop_front() {
+            return Some(line);
+        }
+        while let Some(event) = self.replay.pop_front() {
+            if let Some(line) = self.message(&event) {
+                return Some(line);
             }
         }
-        for event in replay {
-            if !self.deliver(&event).await {
-                return;
-            }
-        }
-        let sleep_until = deadline
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600));
-        let timeout = tokio::time::sleep_until(sleep_until);
-        tokio::pin!(timeout);
-        let interval = self
-            .bookmarks
-            .as_ref()
-            .map_or(Duration::from_secs(3600), |(i, _)| *i);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             let next = tokio::select! {
-                _ = &mut timeout => return,
-                _ = ticker.tick(), if self.bookmarks.is_some() => {
-                    if !self.bookmark().await { return; }
-                    continue;
-                }
-                _ = self.out.closed() => return,
-                next = next_event(&mut feed) => next,
+                () = async {
+                    match &mut self.deadline {
+                        Some(deadline) => deadline.await,
+                        None => std::future::pending().await,
+                    }
+                } => return None,
+                _ = async {
+                    match &mut self.bookmarks {
+                        Some((ticker, _)) => ticker.tick().await,
+                        None => std::future::pending().await,
+                    }
+                } => return Some(self.bookmark()),
+                next = next_event(&mut self.feed) => next,
             };
             match next {
                 Some(Ok(event)) => {
-                    if !self.deliver(&event).await {
-                        return;
+                    if let Some(line) = self.message(&event) {
+                        return Some(line);
                     }
                 }
                 // The store's history no longer reaches back far enough.
                 Some(Err(status)) => {
-                    let _ = self.out.send(status).await;
-                    return;
+                    self.done = true;
+                    return Some(status);
                 }
                 // Slow, or the cache restarted: the client resumes.
-                None => return,
+                None => return None,
             }
         }
     }
 
-    async fn bookmark(&self) -> bool {
-        let Some((_, kind)) = &self.bookmarks else {
-            return true;
-        };
-        let mut object = kind.clone();
+    fn bookmark(&self) -> Bytes {
+        let mut object = self
+            .bookmarks
+            .as_ref()
+            .map_or_else(|| json!({}), |(_, kind)| kind.clone());
         object["metadata"] = json!({"resourceVersion": (self.next - 1).to_string()});
-        let bytes = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
-        self.out.send(line("BOOKMARK", &bytes)).await.is_ok()
+        line(
+            "BOOKMARK",
+            &Bytes::from(serde_json::to_vec(&object).unwrap_or_default()),
+        )
     }
 
-    /// Sends what `event` means for this watcher; false when the client is
-    /// gone.
-    async fn deliver(&mut self, event: &CachedEvent) -> bool {
+    /// What `event` means for this watcher, if anything.
+    fn message(&mut self, event: &CachedEvent) -> Option<Bytes> {
         if event.revision < self.next {
-            return true;
+            return None;
         }
         self.next = event.revision + 1;
         let now = event.kind == EventKind::Put && (self.matcher)(&event.object);
@@ -361,16 +379,15 @@ impl<M: Fn(&Value) -> bool + Send + Sync + 'static> Watcher<M> {
             .prev
             .as_ref()
             .is_some_and(|(prev, _)| (self.matcher)(prev));
-        let message = match (event.kind, now, before) {
-            (EventKind::Put, true, true) => line("MODIFIED", &event.object_json),
-            (EventKind::Put, true, false) => line("ADDED", &event.object_json),
+        match (event.kind, now, before) {
+            (EventKind::Put, true, true) => Some(line("MODIFIED", &event.object_json)),
+            (EventKind::Put, true, false) => Some(line("ADDED", &event.object_json)),
             (_, false, true) => match &event.prev {
-                Some((_, prev)) if event.kind == EventKind::Put => line("DELETED", prev),
-                _ => line("DELETED", &event.object_json),
+                Some((_, prev)) if event.kind == EventKind::Put => Some(line("DELETED", prev)),
+                _ => Some(line("DELETED", &event.object_json)),
             },
-            _ => return true,
-        };
-        self.out.send(message).await.is_ok()
+            _ => None,
+        }
     }
 }
 

@@ -857,11 +857,17 @@ async fn slow_watchers_are_dropped_and_can_resume() {
                 .to_owned();
         }
     }
+    // Dropped, not buffered without bound: it ended before delivering all
+    // (a watcher is a stream that advances only as its client reads, so
+    // it may end having delivered nothing).
     assert!(
-        !seen.is_empty() && seen.len() < WRITES,
+        seen.len() < WRITES,
         "the slow watcher got {} events",
         seen.len()
     );
+    if last.is_empty() {
+        last = start.clone();
+    }
     // Resume where it stopped: the rest arrives.
     let mut resumed = maps
         .watch(&WatchParams::default(), &last)
