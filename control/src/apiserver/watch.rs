@@ -268,9 +268,7 @@ impl WatchCaches {
             initial,
             replay: replay.into(),
             feed: source,
-            deadline: params
-                .timeout
-                .map(|t| Box::pin(tokio::time::sleep(t))),
+            deadline: params.timeout.map(|t| Box::pin(tokio::time::sleep(t))),
             bookmarks,
             done: false,
         };
