@@ -57,6 +57,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::apiserver::auth::{self, Authenticator, Identity, InProcessService};
+use crate::apiserver::node_credentials;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::handlers::Api;
 use crate::apiserver::health::Health;
@@ -387,13 +388,14 @@ async fn prepare(
     let health = Health::new(store.clone());
     let api = Api::new(store.clone());
     api.bootstrap().await.map_err(ServerError::Bootstrap)?;
+    let authenticator = Arc::new(Authenticator::new(&admin_token, &node_token));
     let routes = Router::new()
         .merge(api.router())
         .merge(crate::apiserver::openapi::router())
+        .merge(node_credentials::router(store.clone(), authenticator.clone()))
         .merge(health.router())
         .merge(metrics.router());
     let (shutdown, shutdown_signal) = watch::channel(false);
-    let authenticator = Arc::new(Authenticator::new(&admin_token, &node_token));
     let app = routes
         .clone()
         .layer(from_fn_with_state(authenticator, auth::authenticate))

@@ -2,8 +2,15 @@
 //!
 //! Authentication is a middleware ([`authenticate`]): the bearer token of a
 //! request is compared (in constant time) with the admin token and the node
-//! join token, and the resulting [`Identity`] goes into the request's
-//! extensions. In-process components get theirs from
+//! join token, or verified as a node's own token, and the resulting
+//! [`Identity`] goes into the request's extensions.
+//!
+//! Nodes work as k3s's do: the join token (`node-token`) is shared by every
+//! node and only lets a node claim its name and get its own credential
+//! (`POST /skiff/v1/node-credentials`, see `node_credentials`); the
+//! credential, `skiff-node:<name>:<HMAC of the name>`, identifies that node
+//! alone, so the node authorizer below can keep it to its own Node, Lease
+//! and pods. In-process components get theirs from
 //! [`in_process_service`] instead, without a token or TCP. Authorization is
 //! a pure function ([`authorize`]) that the REST handlers call with the
 //! parsed [`RequestInfo`]; this module does not authorize by itself.
@@ -35,15 +42,13 @@ pub enum Identity {
     /// The cluster administrator (the token in the data dir's `token` file
     /// and the generated kubeconfig): full access.
     Admin,
-    /// A node agent presenting the join token (`node-token`), in the group
-    /// `system:nodes`. It may do what an agent needs and nothing more; see
-    /// [`authorize`].
-    ///
-    /// The join token is shared by every node, so the restriction is by
-    /// resource, not by node: a node can update any Node or any pod's
-    /// status. Restricting a node to its own objects (Kubernetes' Node
-    /// authorizer) needs per-node credentials, which come later.
-    Node,
+    /// A node agent, by its node name, in the group `system:nodes`: it may
+    /// do what an agent needs for its own node and nothing more; see
+    /// [`authorize`] and [`may_write`].
+    Node(String),
+    /// A caller presenting the shared join token (`node-token`): it may only
+    /// claim a node name and get that node's credential.
+    Joining,
     /// An in-process component of the server (scheduler, controllers), by
     /// name: full access. Only [`in_process_service`] creates these; no
     /// token maps to them.
@@ -56,31 +61,39 @@ impl Identity {
     pub fn user_name(&self) -> Cow<'static, str> {
         match self {
             Identity::Admin => Cow::Borrowed("system:admin"),
-            Identity::Node => Cow::Borrowed("system:node"),
+            Identity::Node(name) => Cow::Owned(format!("system:node:{name}")),
+            Identity::Joining => Cow::Borrowed("system:bootstrap:skiff-node-token"),
             Identity::Component(name) => Cow::Owned(format!("system:skiff:{name}")),
         }
     }
 }
 
 /// Decides whether `identity` may do what `info` describes. Admin and
-/// components may do anything. A node may:
+/// components may do anything; the join token nothing here. A node may:
 ///
-/// - do anything to `nodes` and `nodes/status`;
-/// - do anything to `leases` (coordination.k8s.io) in any namespace;
+/// - read `nodes`, and write its own Node and its status;
+/// - read `leases` (coordination.k8s.io), and write its own Lease in
+///   `kube-node-lease`;
 /// - create, update, patch, get, list and watch `events` (core and
 ///   events.k8s.io);
-/// - get, list and watch `pods`, and update or patch `pods/status`;
+/// - get, list and watch `pods`; update or patch `pods/status` and delete
+///   pods, of pods bound to it;
 /// - get, list and watch `configmaps`, `secrets`, `services`, `endpoints`,
 ///   `endpointslices` (discovery.k8s.io), `runtimeclasses` (node.k8s.io) and
 ///   `namespaces`.
 ///
+/// Which object a write names is checked here when the path names it; what
+/// only the object shows (the name of a created Node or Lease, the node a
+/// pod is bound to) the handlers check with [`may_write`].
+///
 /// Anything else is 403 Forbidden with Kubernetes' message, e.g.
-/// `pods "x" is forbidden: User "system:node" cannot delete resource "pods"
-/// in API group "" in the namespace "default"`.
+/// `pods "x" is forbidden: User "system:node:n1" cannot create resource
+/// "pods" in API group "" in the namespace "default"`.
 pub fn authorize(identity: &Identity, info: &RequestInfo) -> Result<(), ApiError> {
     let allowed = match identity {
         Identity::Admin | Identity::Component(_) => true,
-        Identity::Node => node_may(info),
+        Identity::Node(name) => node_may(name, info),
+        Identity::Joining => false,
     };
     if allowed {
         Ok(())
@@ -89,20 +102,34 @@ pub fn authorize(identity: &Identity, info: &RequestInfo) -> Result<(), ApiError
     }
 }
 
-/// The node rules of [`authorize`].
-fn node_may(info: &RequestInfo) -> bool {
+/// The node rules of [`authorize`] for the node `node`.
+fn node_may(node: &str, info: &RequestInfo) -> bool {
     use Verb::*;
     let verb = info.verb;
     let read = matches!(verb, Get | List | Watch);
     let subresource = info.subresource.as_deref();
+    // A write to a named object must name the node's own; a create names
+    // it in the body (see `may_write`).
+    let own = || match verb {
+        Create => info.name.is_none(),
+        Update | Patch | Delete => info.name.as_deref() == Some(node),
+        _ => false,
+    };
     match (info.group.as_str(), info.resource.as_str()) {
-        ("", "nodes") => matches!(subresource, None | Some("status")),
-        ("coordination.k8s.io", "leases") => subresource.is_none(),
+        ("", "nodes") => match subresource {
+            None => read || own(),
+            Some("status") => matches!(verb, Get) || (matches!(verb, Update | Patch) && own()),
+            Some(_) => false,
+        },
+        ("coordination.k8s.io", "leases") => {
+            subresource.is_none()
+                && (read || (info.namespace.as_deref() == Some(NODE_LEASE_NAMESPACE) && own()))
+        }
         ("", "events") | ("events.k8s.io", "events") => {
             subresource.is_none() && matches!(verb, Create | Update | Patch | Get | List | Watch)
         }
         ("", "pods") => match subresource {
-            None => read,
+            None => read || matches!(verb, Delete),
             Some("status") => matches!(verb, Update | Patch),
             Some(_) => false,
         },
@@ -111,6 +138,46 @@ fn node_may(info: &RequestInfo) -> bool {
         | ("node.k8s.io", "runtimeclasses") => subresource.is_none() && read,
         _ => false,
     }
+}
+
+/// The namespace of node Leases.
+const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// Whether `identity` may write `object` (of `kind`), for what
+/// [`authorize`] cannot see in the path: a node creates only its own Node
+/// and Lease, and writes the status of (or deletes) only pods bound to
+/// it. `object` is the new object of a create and the stored one
+/// otherwise. 403 with Kubernetes' message otherwise.
+pub fn may_write(
+    identity: &Identity,
+    kind: &str,
+    object: &serde_json::Value,
+    info: &RequestInfo,
+) -> Result<(), ApiError> {
+    let Identity::Node(node) = identity else {
+        return Ok(());
+    };
+    let text = |pointer: &str| object.pointer(pointer).and_then(serde_json::Value::as_str);
+    let allowed = match kind {
+        "Node" | "Lease" => text("/metadata/name") == Some(node.as_str()),
+        "Pod" => text("/spec/nodeName") == Some(node.as_str()),
+        _ => true,
+    };
+    if allowed {
+        return Ok(());
+    }
+    let name = text("/metadata/name").unwrap_or_default();
+    let reason = match kind {
+        "Pod" => format!("the pod is not bound to node \"{node}\""),
+        _ => format!("a node may only write its own {kind}"),
+    };
+    Err(match forbidden(identity, info) {
+        ApiError::Forbidden(message) if info.name.is_none() => {
+            ApiError::Forbidden(format!("{message}: {name}: {reason}"))
+        }
+        ApiError::Forbidden(message) => ApiError::Forbidden(format!("{message}: {reason}")),
+        other => other,
+    })
 }
 
 /// Kubernetes' Forbidden message for a resource request (apiserver's
@@ -163,11 +230,18 @@ pub enum Credentials {
     Valid(Identity),
 }
 
-/// Maps bearer tokens to identities. Its `Debug` never shows the tokens.
+/// Maps bearer tokens to identities, and issues node credentials. Its
+/// `Debug` never shows the tokens.
 pub struct Authenticator {
     admin_token: Vec<u8>,
     node_token: Vec<u8>,
+    /// Signs node credentials; derived from the admin token, which only
+    /// the server (and its administrator) holds.
+    node_key: ring::hmac::Key,
 }
+
+/// The prefix of node credentials.
+const NODE_CREDENTIAL_PREFIX: &str = "skiff-node:";
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,10 +253,25 @@ impl Authenticator {
     /// An authenticator for these two tokens (surrounding whitespace, such
     /// as a file's final newline, is ignored).
     pub fn new(admin_token: &str, node_token: &str) -> Self {
+        let admin_token = admin_token.trim().as_bytes().to_vec();
+        let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &admin_token);
+        let node_key = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            ring::hmac::sign(&derive, b"skiff node credentials").as_ref(),
+        );
         Self {
-            admin_token: admin_token.trim().as_bytes().to_vec(),
+            admin_token,
             node_token: node_token.trim().as_bytes().to_vec(),
+            node_key,
         }
+    }
+
+    /// The credential of the node `name` (a bearer token that identifies
+    /// it as `Identity::Node(name)`).
+    pub fn node_credential(&self, name: &str) -> String {
+        let tag = ring::hmac::sign(&self.node_key, name.as_bytes());
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{NODE_CREDENTIAL_PREFIX}{name}:{hex}")
     }
 
     /// Reads `Authorization: Bearer <token>` (the scheme case-insensitive,
@@ -204,15 +293,43 @@ impl Authenticator {
     }
 
     /// The identity of a bearer token. Both comparisons always run, so the
-    /// time taken does not tell which token (if any) was close.
+    /// time taken does not tell which token (if any) was close; a node
+    /// credential's tag is verified in constant time.
     pub fn identify(&self, token: &str) -> Credentials {
+        if let Some(rest) = token.strip_prefix(NODE_CREDENTIAL_PREFIX) {
+            return self.identify_node(rest);
+        }
         let token = token.as_bytes();
         let admin = constant_time_eq(token, &self.admin_token);
         let node = constant_time_eq(token, &self.node_token);
         match (admin, node) {
             (true, _) => Credentials::Valid(Identity::Admin),
-            (false, true) => Credentials::Valid(Identity::Node),
+            (false, true) => Credentials::Valid(Identity::Joining),
             (false, false) => Credentials::Unknown,
+        }
+    }
+
+    /// `<name>:<hex tag>` of a node credential.
+    fn identify_node(&self, rest: &str) -> Credentials {
+        let Some((name, hex)) = rest.rsplit_once(':') else {
+            return Credentials::Unknown;
+        };
+        let tag: Option<Vec<u8>> = (hex.len() % 2 == 0)
+            .then(|| {
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect()
+            })
+            .flatten();
+        match tag {
+            Some(tag)
+                if !name.is_empty()
+                    && ring::hmac::verify(&self.node_key, name.as_bytes(), &tag).is_ok() =>
+            {
+                Credentials::Valid(Identity::Node(name.to_owned()))
+            }
+            _ => Credentials::Unknown,
         }
     }
 }
@@ -312,7 +429,7 @@ mod tests {
     }
 
     fn denied(method: Method, path: &str) {
-        let actual = authorize(&Identity::Node, &info(method.clone(), path));
+        let actual = authorize(&node(), &info(method.clone(), path));
         assert!(actual.is_err(), "node {method} {path} should be forbidden");
     }
 
@@ -338,10 +455,13 @@ mod tests {
         }
     }
 
+    fn node() -> Identity {
+        Identity::Node("n1".into())
+    }
+
     #[test]
     fn node_may_do_what_an_agent_needs() {
         use Method as M;
-        let node = || Identity::Node;
         for (method, path) in [
             (M::POST, "/api/v1/nodes"),
             (M::GET, "/api/v1/nodes/n1"),
@@ -357,10 +477,10 @@ mod tests {
                 "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1",
             ),
             (M::GET, "/apis/coordination.k8s.io/v1/leases"),
-            (
-                M::DELETE,
-                "/apis/coordination.k8s.io/v1/namespaces/other/leases/l",
-            ),
+            (M::GET, "/api/v1/nodes/n2"),
+            (M::GET, "/api/v1/nodes/n2/status"),
+            // Which pod: the handlers check that it is bound to the node.
+            (M::DELETE, "/api/v1/namespaces/default/pods/x"),
             (M::POST, "/api/v1/namespaces/default/events"),
             (M::PATCH, "/api/v1/namespaces/default/events/e"),
             (M::PUT, "/apis/events.k8s.io/v1/namespaces/default/events/e"),
@@ -387,7 +507,23 @@ mod tests {
     fn node_may_not_do_anything_else() {
         use Method as M;
         for (method, path) in [
-            (M::DELETE, "/api/v1/namespaces/default/pods/x"),
+            (M::PUT, "/api/v1/nodes/n2"),
+            (M::PATCH, "/api/v1/nodes/n2/status"),
+            (M::DELETE, "/api/v1/nodes/n2"),
+            (M::DELETE, "/api/v1/nodes"),
+            (
+                M::PUT,
+                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n2",
+            ),
+            (
+                M::DELETE,
+                "/apis/coordination.k8s.io/v1/namespaces/other/leases/n1",
+            ),
+            (
+                M::POST,
+                "/apis/coordination.k8s.io/v1/namespaces/other/leases",
+            ),
+            (M::DELETE, "/api/v1/namespaces/default/pods"),
             (M::POST, "/api/v1/namespaces/default/pods"),
             (M::PUT, "/api/v1/namespaces/default/pods/x"),
             (M::PATCH, "/api/v1/namespaces/default/pods/x"),
@@ -421,29 +557,70 @@ mod tests {
     #[test]
     fn forbidden_messages_follow_kubernetes() {
         check(
-            Identity::Node,
-            Method::DELETE,
+            node(),
+            Method::PUT,
             "/api/v1/namespaces/default/pods/x",
             Some(
-                r#"pods "x" is forbidden: User "system:node" cannot delete resource "pods" in API group "" in the namespace "default""#,
+                r#"pods "x" is forbidden: User "system:node:n1" cannot update resource "pods" in API group "" in the namespace "default""#,
             ),
         );
         check(
-            Identity::Node,
+            node(),
             Method::GET,
             "/apis/apps/v1/deployments",
             Some(
-                r#"deployments.apps is forbidden: User "system:node" cannot list resource "deployments" in API group "apps" at the cluster scope"#,
+                r#"deployments.apps is forbidden: User "system:node:n1" cannot list resource "deployments" in API group "apps" at the cluster scope"#,
             ),
         );
         check(
-            Identity::Node,
+            node(),
             Method::PUT,
             "/api/v1/namespaces/default/status",
             Some(
-                r#"namespaces "default" is forbidden: User "system:node" cannot update resource "namespaces/status" in API group "" at the cluster scope"#,
+                r#"namespaces "default" is forbidden: User "system:node:n1" cannot update resource "namespaces/status" in API group "" at the cluster scope"#,
             ),
         );
+        check(
+            Identity::Joining,
+            Method::GET,
+            "/api/v1/namespaces",
+            Some(
+                r#"namespaces is forbidden: User "system:bootstrap:skiff-node-token" cannot list resource "namespaces" in API group "" at the cluster scope"#,
+            ),
+        );
+    }
+
+    #[test]
+    fn nodes_write_only_their_own_objects() {
+        let create = info(Method::POST, "/api/v1/nodes");
+        let own = serde_json::json!({"metadata": {"name": "n1"}});
+        let other = serde_json::json!({"metadata": {"name": "n2"}});
+        assert!(may_write(&node(), "Node", &own, &create).is_ok());
+        let error = may_write(&node(), "Node", &other, &create).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"nodes is forbidden: User "system:node:n1" cannot create resource "nodes" in API group "" at the cluster scope: n2: a node may only write its own Node"#
+        );
+        let lease = info(
+            Method::POST,
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+        );
+        assert!(may_write(&node(), "Lease", &own, &lease).is_ok());
+        assert!(may_write(&node(), "Lease", &other, &lease).is_err());
+        let status = info(Method::PATCH, "/api/v1/namespaces/default/pods/p/status");
+        let bound = serde_json::json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}});
+        let elsewhere = serde_json::json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n2"}});
+        let pending = serde_json::json!({"metadata": {"name": "p"}, "spec": {}});
+        assert!(may_write(&node(), "Pod", &bound, &status).is_ok());
+        assert_eq!(
+            may_write(&node(), "Pod", &elsewhere, &status)
+                .unwrap_err()
+                .to_string(),
+            r#"pods "p" is forbidden: User "system:node:n1" cannot patch resource "pods/status" in API group "" in the namespace "default": the pod is not bound to node "n1""#
+        );
+        assert!(may_write(&node(), "Pod", &pending, &status).is_err());
+        assert!(may_write(&Identity::Admin, "Pod", &elsewhere, &status).is_ok());
+        assert!(may_write(&node(), "Event", &other, &status).is_ok());
     }
 
     #[test]
@@ -497,8 +674,29 @@ mod tests {
         );
         check(
             Some("Bearer K10abc::node:secret"),
-            Credentials::Valid(Identity::Node),
+            Credentials::Valid(Identity::Joining),
         );
+        let credential = authenticator.node_credential("n1");
+        assert!(credential.starts_with("skiff-node:n1:"), "{credential}");
+        check(
+            Some(&format!("Bearer {credential}")),
+            Credentials::Valid(Identity::Node("n1".into())),
+        );
+        // The tag is of the name: another name, or a tag changed in one
+        // digit, or one from another server, is no credential.
+        let forged = credential.replacen("skiff-node:n1:", "skiff-node:n2:", 1);
+        check(Some(&format!("Bearer {forged}")), Credentials::Unknown);
+        let mut flipped = credential.clone();
+        let last = flipped.pop().unwrap();
+        flipped.push(if last == '0' { '1' } else { '0' });
+        check(Some(&format!("Bearer {flipped}")), Credentials::Unknown);
+        let elsewhere = Authenticator::new("other-admin", "K10abc::node:secret");
+        assert_eq!(
+            elsewhere.identify(&credential),
+            Credentials::Unknown
+        );
+        check(Some("Bearer skiff-node:n1"), Credentials::Unknown);
+        check(Some("Bearer skiff-node::00"), Credentials::Unknown);
         check(Some("Bearer admin-secreT"), Credentials::Unknown);
         check(Some("Bearer admin"), Credentials::Unknown);
         check(Some("Bearer "), Credentials::Missing);

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::auth::{Identity, authorize};
+use super::auth::{self, Identity, authorize};
 use super::body::{self, FieldValidation};
 use super::discovery;
 use super::error::{ApiError, Cause, CauseType};
@@ -109,6 +109,8 @@ impl Query {
 struct Call {
     info: RequestInfo,
     def: &'static ResourceDef,
+    /// Who is asking (already authorized for the request's path).
+    identity: Identity,
     query: Query,
     headers: HeaderMap,
     body: Body,
@@ -232,6 +234,7 @@ async fn serve(State(api): State<Api>, request: Request) -> Response {
         let call = Call {
             info,
             def,
+            identity,
             query,
             headers: parts.headers,
             body,
@@ -525,6 +528,10 @@ impl Api {
         let dry_run = call.query.dry_run()?;
         let (parsed, validation) = self.read_parsed(&mut call).await?;
         let (object, warnings) = call.def.handler.decode_new(parsed, validation)?;
+        if matches!(call.identity, Identity::Node(_)) {
+            let named = json!({"metadata": {"name": object.meta().name}});
+            auth::may_write(&call.identity, call.def.kind, &named, &call.info)?;
+        }
         let namespace = call.info.namespace.clone();
         if let (Some(path_ns), Some(body_ns)) = (
             namespace.as_deref(),
@@ -635,6 +642,24 @@ impl Api {
         unreachable!("the loop returns")
     }
 
+    /// For a node, whether the pod a write names is bound to it (what the
+    /// path alone cannot show; see [`auth::may_write`]).
+    async fn check_node_write(
+        &self,
+        identity: &Identity,
+        def: &'static ResourceDef,
+        info: &RequestInfo,
+    ) -> Result<(), ApiError> {
+        if !matches!(identity, Identity::Node(_)) || def.kind != "Pod" {
+            return Ok(());
+        }
+        let name = info.name.as_deref().unwrap_or_default();
+        let (current, _) = self
+            .read_existing(def, info.namespace.as_deref(), name)
+            .await?;
+        auth::may_write(identity, def.kind, &current, info)
+    }
+
     /// 404 if the namespace does not exist, 403 if it is terminating.
     async fn check_namespace_accepts(&self, namespace: &str) -> Result<(), ApiError> {
         if self.inner.namespaces.contains(&self.inner.store, namespace) {
@@ -654,6 +679,8 @@ impl Api {
     }
 
     async fn update(&self, mut call: Call, sub: Option<Subresource>) -> Result<Response, ApiError> {
+        self.check_node_write(&call.identity, call.def, &call.info)
+            .await?;
         let dry_run = call.query.dry_run()?;
         let (object, warnings) = self.read_object(&mut call).await?;
         let name = call.info.name.clone().unwrap_or_default();
@@ -802,6 +829,8 @@ impl Api {
     }
 
     async fn patch(&self, mut call: Call, sub: Option<Subresource>) -> Result<Response, ApiError> {
+        self.check_node_write(&call.identity, call.def, &call.info)
+            .await?;
         let dry_run = call.query.dry_run()?;
         let patch_type = body::patch_type(call.headers.get(header::CONTENT_TYPE))?;
         let bytes = body::read_body(std::mem::take(&mut call.body), body::MAX_BODY_BYTES).await?;
@@ -835,6 +864,8 @@ impl Api {
     }
 
     async fn delete(&self, mut call: Call) -> Result<Response, ApiError> {
+        self.check_node_write(&call.identity, call.def, &call.info)
+            .await?;
         let options = self.delete_options(&mut call).await?;
         let name = call.info.name.clone().unwrap_or_default();
         let object = self

@@ -14,6 +14,7 @@ pub mod health;
 pub mod meta;
 pub mod metrics;
 mod namespaces;
+pub mod node_credentials;
 pub mod openapi;
 pub mod patch;
 pub mod request;

@@ -1,6 +1,7 @@
 //! The running server over the network: bearer-token authentication (401
 //! Status for no or unknown tokens, public health and version paths, the
-//! node token limited to what an agent needs), `/metrics`, `/readyz`, ALPN
+//! join token only claiming node credentials, a node writing only its own
+//! objects), `/metrics`, `/readyz`, ALPN
 //! h2 and http/1.1, plain HTTP only with `--insecure-http`, a shutdown
 //! that ends open watches instead of waiting for them, and kubectl against
 //! it (ignored: needs kubectl).
@@ -89,31 +90,201 @@ async fn server_refuses_missing_and_unknown_tokens_with_a_status() {
 }
 
 #[tokio::test]
-async fn server_node_token_authenticates_but_may_not_delete_pods() {
+async fn server_join_token_only_claims_node_credentials() {
     let (_dir, server) = start_server().await;
-    let node = node_token(&server);
-    let version = get(&server, "/version", Some(&node)).await;
+    let join = node_token(&server);
+    let version = get(&server, "/version", Some(&join)).await;
     assert_eq!(version.status, StatusCode::OK);
-    let namespaces = get(&server, "/api/v1/namespaces", Some(&node)).await;
-    assert_eq!(namespaces.status, StatusCode::OK, "{namespaces:?}");
-
-    let answer = https(
-        &server,
-        "127.0.0.1",
-        &[b"h2"],
-        "DELETE",
-        "/api/v1/namespaces/default/pods/x",
-        Some(&node),
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
-    let status = answer.json();
-    assert_eq!(status["reason"], "Forbidden");
+    let namespaces = get(&server, "/api/v1/namespaces", Some(&join)).await;
+    assert_eq!(namespaces.status, StatusCode::FORBIDDEN, "{namespaces:?}");
     assert_eq!(
-        status["message"],
-        r#"pods "x" is forbidden: User "system:node" cannot delete resource "pods" in API group "" in the namespace "default""#
+        namespaces.json()["message"],
+        r#"namespaces is forbidden: User "system:bootstrap:skiff-node-token" cannot list resource "namespaces" in API group "" at the cluster scope"#
+    );
+
+    let joining = client_with_token(&server, &join).await;
+    let password = "a-node-password-of-enough-length";
+    let credential = claim(&joining, "n1", password).await.unwrap();
+    assert!(credential.starts_with("skiff-node:n1:"), "{credential}");
+    // The same claim again gets the same credential; another password for
+    // the name is refused.
+    assert_eq!(claim(&joining, "n1", password).await.unwrap(), credential);
+    let taken = claim(&joining, "n1", "someone-else-with-the-join-token")
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code, 403, "{taken:?}");
+    assert_eq!(
+        taken.message,
+        r#"node "n1" is already registered with a different password"#
+    );
+    let bad = claim(&joining, "N_1", "short").await.unwrap_err();
+    assert_eq!(bad.code, 422, "{bad:?}");
+    assert_eq!(bad.reason, "Invalid");
+
+    // A node credential cannot claim credentials itself.
+    let node = client_with_token(&server, &credential).await;
+    assert_eq!(claim(&node, "n2", password).await.unwrap_err().code, 403);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_nodes_write_only_their_own_objects() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+
+    let (_dir, server) = start_server().await;
+    let admin = client_with_token(&server, &admin_token(&server)).await;
+    let joining = client_with_token(&server, &node_token(&server)).await;
+    let credential = claim(&joining, "n1", "a-node-password-of-enough-length")
+        .await
+        .unwrap();
+    let node = client_with_token(&server, &credential).await;
+    let code = |error: kube::Error| match error {
+        kube::Error::Api(status) => status.code,
+        other => panic!("{other}"),
+    };
+
+    let node_object = |name: &str| -> Node {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap()
+    };
+    let nodes: Api<Node> = Api::all(node.clone());
+    nodes
+        .create(&PostParams::default(), &node_object("n1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            nodes
+                .create(&PostParams::default(), &node_object("n2"))
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
+    Api::<Node>::all(admin.clone())
+        .create(&PostParams::default(), &node_object("n2"))
+        .await
+        .unwrap();
+    let status = Patch::Merge(serde_json::json!({"status": {"phase": "Running"}}));
+    nodes
+        .patch_status("n1", &PatchParams::default(), &status)
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            nodes
+                .patch_status("n2", &PatchParams::default(), &status)
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
+
+    let lease = |name: &str| -> Lease {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap()
+    };
+    let leases: Api<Lease> = Api::namespaced(node.clone(), "kube-node-lease");
+    leases
+        .create(&PostParams::default(), &lease("n1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            leases
+                .create(&PostParams::default(), &lease("n2"))
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
+
+    let pod = |name: &str, node_name: &str| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": node_name, "containers": [{"name": "c", "image": "registry.local/c:1"}]},
+        }))
+        .unwrap()
+    };
+    let admin_pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+    for (name, node_name) in [("mine", "n1"), ("theirs", "n2")] {
+        admin_pods
+            .create(&PostParams::default(), &pod(name, node_name))
+            .await
+            .unwrap();
+    }
+    let pods: Api<Pod> = Api::namespaced(node.clone(), "default");
+    assert_eq!(pods.list(&Default::default()).await.unwrap().items.len(), 2);
+    pods.patch_status("mine", &PatchParams::default(), &status)
+        .await
+        .unwrap();
+    let refused = pods
+        .patch_status("theirs", &PatchParams::default(), &status)
+        .await
+        .unwrap_err();
+    match &refused {
+        kube::Error::Api(status) => assert_eq!(
+            status.message,
+            r#"pods "theirs" is forbidden: User "system:node:n1" cannot patch resource "pods/status" in API group "" in the namespace "default": the pod is not bound to node "n1""#
+        ),
+        other => panic!("{other}"),
+    }
+    assert_eq!(
+        code(
+            pods.delete("theirs", &DeleteParams::default())
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
+    pods.delete("mine", &DeleteParams::default()).await.unwrap();
+    // Creating pods or touching other kinds stays forbidden.
+    assert_eq!(
+        code(
+            pods.create(&PostParams::default(), &pod("new", "n1"))
+                .await
+                .unwrap_err()
+        ),
+        403
     );
     server.stop().await.unwrap();
+}
+
+/// A kube client of the server with another bearer token.
+async fn client_with_token(
+    server: &skiff_control::server::RunningServer,
+    token: &str,
+) -> kube::Client {
+    let kubeconfig = read(&server.paths().kubeconfig);
+    let admin = admin_token(server);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, kubeconfig.replace(&admin, token)).unwrap();
+    skiff_sdk::client::from_kubeconfig(&path).await.unwrap()
+}
+
+/// Claims node credentials; the Status of a refusal.
+async fn claim(
+    client: &kube::Client,
+    node_name: &str,
+    password: &str,
+) -> Result<String, kube::core::Status> {
+    let request = http::Request::post("/skiff/v1/node-credentials")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(
+            serde_json::to_vec(&serde_json::json!({"nodeName": node_name, "password": password}))
+                .unwrap(),
+        )
+        .unwrap();
+    match client.request::<serde_json::Value>(request).await {
+        Ok(answer) => {
+            assert_eq!(answer["kind"], "NodeCredential");
+            assert_eq!(answer["nodeName"], node_name);
+            Ok(answer["token"].as_str().unwrap().to_owned())
+        }
+        Err(kube::Error::Api(status)) => Err(*status),
+        Err(other) => panic!("{other}"),
+    }
 }
 
 #[tokio::test]
