@@ -691,10 +691,7 @@ mod tests {
         flipped.push(if last == '0' { '1' } else { '0' });
         check(Some(&format!("Bearer {flipped}")), Credentials::Unknown);
         let elsewhere = Authenticator::new("other-admin", "K10abc::node:secret");
-        assert_eq!(
-            elsewhere.identify(&credential),
-            Credentials::Unknown
-        );
+        assert_eq!(elsewhere.identify(&credential), Credentials::Unknown);
         check(Some("Bearer skiff-node:n1"), Credentials::Unknown);
         check(Some("Bearer skiff-node::00"), Credentials::Unknown);
         check(Some("Bearer admin-secreT"), Credentials::Unknown);

@@ -1041,8 +1041,28 @@ pub enum ResponseFormat {
     Json,
     /// `application/yaml`.
     Yaml,
-    /// A `meta.k8s.io/v1` Table in JSON, as `kubectl get` asks for.
-    Table,
+    /// A `meta.k8s.io` Table in JSON, as `kubectl get` asks for.
+    Table(TableVersion),
+}
+
+/// The version of `meta.k8s.io` a Table is asked in (kubectl offers v1,
+/// then v1beta1; both have the same shape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableVersion {
+    /// `meta.k8s.io/v1`.
+    V1,
+    /// `meta.k8s.io/v1beta1`.
+    V1beta1,
+}
+
+impl TableVersion {
+    /// `apiVersion` of the Table and of the PartialObjectMetadata in it.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            TableVersion::V1 => "meta.k8s.io/v1",
+            TableVersion::V1beta1 => "meta.k8s.io/v1beta1",
+        }
+    }
 }
 
 impl ResponseFormat {
@@ -1051,7 +1071,12 @@ impl ResponseFormat {
         match self {
             ResponseFormat::Json => "application/json",
             ResponseFormat::Yaml => "application/yaml",
-            ResponseFormat::Table => "application/json;as=Table;v=v1;g=meta.k8s.io",
+            ResponseFormat::Table(TableVersion::V1) => {
+                "application/json;as=Table;v=v1;g=meta.k8s.io"
+            }
+            ResponseFormat::Table(TableVersion::V1beta1) => {
+                "application/json;as=Table;v=v1beta1;g=meta.k8s.io"
+            }
         }
     }
 }
@@ -1059,12 +1084,13 @@ impl ResponseFormat {
 /// Chooses the response format from `Accept`, as kube-apiserver: no header
 /// (or an empty one) means JSON; otherwise the media ranges in order of
 /// q-value (more specific first among equals) and the first we can serve
-/// wins. `*/*` and `application/*` are JSON. `as=Table;g=meta.k8s.io;v=v1`
-/// on JSON is [`ResponseFormat::Table`]; other conversions (v1beta1 Table,
-/// PartialObjectMetadata) are skipped, so kubectl's list of alternatives
-/// falls through to what we serve. `stream=watch` is allowed on JSON only,
-/// other parameters are ignored, and `q=0` means "not acceptable" (RFC
-/// 9110; kube-apiserver ignores q=0). 406 if nothing can be served.
+/// wins. `*/*` and `application/*` are JSON. `as=Table;g=meta.k8s.io` with
+/// `v=v1` or `v=v1beta1` on JSON is [`ResponseFormat::Table`]; other
+/// conversions (PartialObjectMetadata) are skipped, so a client's list of
+/// alternatives falls through to what we serve. `stream=watch` is allowed
+/// on JSON only, other parameters are ignored, and `q=0` means "not
+/// acceptable" (RFC 9110; kube-apiserver ignores q=0). 406 if nothing can
+/// be served.
 pub fn negotiate(accept: Option<&HeaderValue>) -> Result<ResponseFormat, ApiError> {
     let header = accept.map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     let header = header.as_deref().map(str::trim).unwrap_or("");
@@ -1157,10 +1183,14 @@ impl MediaRange {
             );
             match conversion {
                 (None, None, None) => Some(format),
-                (Some("Table"), Some("meta.k8s.io"), Some("v1"))
+                (Some("Table"), Some("meta.k8s.io"), Some(version))
                     if format == ResponseFormat::Json =>
                 {
-                    Some(ResponseFormat::Table)
+                    match version {
+                        "v1" => Some(ResponseFormat::Table(TableVersion::V1)),
+                        "v1beta1" => Some(ResponseFormat::Table(TableVersion::V1beta1)),
+                        _ => None,
+                    }
                 }
                 _ => None,
             }
@@ -1728,17 +1758,25 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
         check(Some("application/yaml;stream=watch"), Err(406));
         check(
             Some("application/json;as=Table;v=v1;g=meta.k8s.io"),
-            Ok(Table),
+            Ok(Table(TableVersion::V1)),
         );
         check(
             Some(
                 "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
             ),
-            Ok(Table),
+            Ok(Table(TableVersion::V1)),
         );
         check(
             Some("application/json;as=Table;v=v1beta1;g=meta.k8s.io, application/json"),
+            Ok(Table(TableVersion::V1beta1)),
+        );
+        check(
+            Some("application/json;as=Table;v=v2;g=meta.k8s.io, application/json"),
             Ok(Json),
+        );
+        check(
+            Some("application/json;as=Table;v=v1;g=example.com, application/yaml"),
+            Ok(Yaml),
         );
         check(
             Some("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"),

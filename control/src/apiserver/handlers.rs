@@ -27,6 +27,7 @@ use super::patch;
 use super::request::{self, RequestInfo, Verb};
 use super::resources::{self, NewObject, ResourceDef, Subresource};
 use super::selector::{FieldSelector, LabelSelector, object_field};
+use super::table;
 use super::watch::{WatchCaches, WatchParams};
 use crate::store::{Revision, Store, StoreError};
 
@@ -222,8 +223,12 @@ async fn serve(State(api): State<Api>, request: Request) -> Response {
     };
     let result = async {
         authorize(&identity, &info)?;
-        // Tables (`as=Table`) are served as plain JSON until table output exists.
-        body::negotiate(parts.headers.get(header::ACCEPT))?;
+        // Get and list build their own tables; watch events become tables here.
+        let asked_table = table::requested(
+            parts.headers.get(header::ACCEPT),
+            query.get("includeObject"),
+        )?;
+        let watch_table = asked_table.filter(|_| info.verb == Verb::Watch);
         let def = resources::lookup(&info.group, &info.version, &info.resource)
             .ok_or(ApiError::NoSuchPath)?;
         if def.namespaced != info.namespace.is_some()
@@ -239,7 +244,11 @@ async fn serve(State(api): State<Api>, request: Request) -> Response {
             headers: parts.headers,
             body,
         };
-        api.dispatch(call).await
+        let response = api.dispatch(call).await?;
+        Ok(match watch_table {
+            Some(options) => table::watch_response(response, def, options),
+            None => response,
+        })
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -351,10 +360,19 @@ impl Api {
     }
 
     async fn get(&self, call: Call) -> Result<Response, ApiError> {
+        let asked_table = table::requested(
+            call.headers.get(header::ACCEPT),
+            call.query.get("includeObject"),
+        )?;
         let name = call.info.name.as_deref().unwrap_or_default();
         let (object, _) = self
             .read_existing(call.def, call.info.namespace.as_deref(), name)
             .await?;
+        if let Some(options) = asked_table {
+            let now = jiff::Timestamp::now();
+            let table = table::object_table(call.def, &object, options, now);
+            return Ok(table::respond(&table, options));
+        }
         Ok(respond(StatusCode::OK, &object, &[]))
     }
 
@@ -378,6 +396,10 @@ impl Api {
 
     async fn list(&self, call: Call) -> Result<Response, ApiError> {
         let def = call.def;
+        let asked_table = table::requested(
+            call.headers.get(header::ACCEPT),
+            call.query.get("includeObject"),
+        )?;
         let filter = Filter::from_query(def, &call.query)?;
         let limit = match call.query.int("limit")? {
             Some(limit) if limit < 0 => {
@@ -451,6 +473,11 @@ impl Api {
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if more && let Some(last) = last_key {
             metadata["continue"] = json!(encode_continue(revision, &last));
+        }
+        if let Some(options) = asked_table {
+            let now = jiff::Timestamp::now();
+            let table = table::list_table(def, &items, metadata, options, now);
+            return Ok(table::respond(&table, options));
         }
         let list = json!({
             "kind": format!("{}List", def.kind),

@@ -21,6 +21,7 @@ pub mod request;
 pub mod resources;
 pub mod selector;
 pub mod strategic;
+pub mod table;
 pub mod tls;
 pub mod validation;
 pub mod watch;

@@ -1070,6 +1070,34 @@ mod tests {
         assert!(!selector.is_empty() && FieldSelector::parse(",").unwrap().is_empty());
     }
 
+    /// `kubectl describe` finds an object's events with this selector
+    /// (kubectl 1.32 sends no kind for typed objects; others do).
+    #[test]
+    fn describe_finds_events_by_involved_object() {
+        let event = json!({
+            "metadata": {"name": "web.1", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "web", "namespace": "default", "uid": "u1"},
+            "reason": "Scheduled", "type": "Normal", "source": {"component": "default-scheduler"}
+        });
+        let other = json!({
+            "metadata": {"name": "web.2", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "web", "namespace": "default", "uid": "u0"}
+        });
+        let matches = |selector: &str, event: &Value| {
+            FieldSelector::parse(selector)
+                .unwrap()
+                .matches(|field| object_field("events", event, field).flatten())
+        };
+        let describe =
+            "involvedObject.name=web,involvedObject.namespace=default,involvedObject.uid=u1";
+        assert!(matches(describe, &event));
+        assert!(!matches(describe, &other));
+        let with_kind = "involvedObject.kind=Pod,involvedObject.name=web,involvedObject.namespace=default,involvedObject.uid=u1";
+        assert!(matches(with_kind, &event));
+        assert!(matches("source=default-scheduler,type!=Warning", &event));
+        assert!(!matches("involvedObject.kind=Deployment", &event));
+    }
+
     #[test]
     fn object_fields_per_resource() {
         let pod = json!({
@@ -1079,7 +1107,10 @@ mod tests {
         });
         let event = json!({
             "metadata": {"name": "e", "namespace": "default"},
-            "involvedObject": {"kind": "Pod", "name": "web-0", "namespace": "default", "uid": "u1"},
+            "involvedObject": {
+                "kind": "Pod", "name": "web-0", "namespace": "default", "uid": "u1",
+                "apiVersion": "v1", "resourceVersion": "42", "fieldPath": "spec.containers{app}"
+            },
             "reason": "Started", "type": "Normal", "reportingComponent": "kubelet"
         });
         let cases: &[(&str, &Value, &str, Option<Option<&str>>)] = &[
@@ -1155,6 +1186,33 @@ mod tests {
                 Some(Some("default")),
             ),
             ("events", &event, "involvedObject.uid", Some(Some("u1"))),
+            (
+                "events",
+                &event,
+                "involvedObject.apiVersion",
+                Some(Some("v1")),
+            ),
+            (
+                "events",
+                &event,
+                "involvedObject.resourceVersion",
+                Some(Some("42")),
+            ),
+            (
+                "events",
+                &event,
+                "involvedObject.fieldPath",
+                Some(Some("spec.containers{app}")),
+            ),
+            (
+                "events",
+                &event,
+                "reportingComponent",
+                Some(Some("kubelet")),
+            ),
+            ("events", &json!({}), "reason", Some(None)),
+            ("events", &event, "count", None),
+            ("events", &event, "involvedObject.labels", None),
             ("events", &event, "reason", Some(Some("Started"))),
             ("events", &event, "type", Some(Some("Normal"))),
             ("events", &event, "source", Some(Some("kubelet"))),

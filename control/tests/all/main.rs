@@ -21,6 +21,8 @@ mod store_etcd;
 mod store_etcd_smoke;
 // Real components (etcd) that tests start and clean up themselves.
 mod support;
+// Server-side tables over HTTP (get, list, watch) and through kubectl (get, -o wide, -w, describe).
+mod table;
 // `skiff server` start and restart: the data dir's files and modes, the
 // kubeconfig with kube-rs over HTTPS, reuse on restart, certificate re-issue,
 // an etcd store.
