@@ -17,6 +17,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::access_review;
 use super::auth::{self, Identity, authorize};
 use super::body::{self, FieldValidation};
 use super::discovery;
@@ -222,6 +223,14 @@ async fn serve(State(api): State<Api>, request: Request) -> Response {
         return ApiError::Unauthorized.into_response();
     };
     let result = async {
+        // Anyone authenticated may ask what they may do.
+        if access_review::is_self_review(&info) {
+            let format = body::body_format(parts.headers.get(header::CONTENT_TYPE))?;
+            let bytes = body::read_body(body, body::MAX_BODY_BYTES).await?;
+            let parsed = body::parse_body(&bytes, format)?;
+            let answer = access_review::review(&identity, parsed.value)?;
+            return Ok(respond(StatusCode::CREATED, &answer, &[]));
+        }
         authorize(&identity, &info)?;
         // Get and list build their own tables; watch events become tables here.
         let asked_table = table::requested(

@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: this is the only module that opens the store.
 
+pub mod access_review;
 pub mod auth;
 pub mod body;
 pub mod defaults;

@@ -540,3 +540,37 @@ async fn server_answers_kubectl() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn server_answers_self_subject_access_reviews() {
+    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+    use kube::api::{Api, PostParams};
+
+    let (_dir, server) = start_server().await;
+    let admin = client_with_token(&server, &admin_token(&server)).await;
+    let joining = client_with_token(&server, &node_token(&server)).await;
+    let credential = claim(&joining, "n1", "a-node-password-of-enough-length")
+        .await
+        .unwrap();
+    let node = client_with_token(&server, &credential).await;
+    let ask = |client: kube::Client, verb: &str, resource: &str| {
+        let review: SelfSubjectAccessReview = serde_json::from_value(serde_json::json!({
+            "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "namespace": "default"}},
+        }))
+        .unwrap();
+        async move {
+            Api::<SelfSubjectAccessReview>::all(client)
+                .create(&PostParams::default(), &review)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .allowed
+        }
+    };
+    assert!(ask(admin.clone(), "delete", "pods").await);
+    assert!(ask(node.clone(), "list", "pods").await);
+    assert!(!ask(node.clone(), "create", "pods").await);
+    assert!(!ask(joining, "list", "pods").await);
+    server.stop().await.unwrap();
+}
