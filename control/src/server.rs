@@ -57,11 +57,11 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::apiserver::auth::{self, Authenticator, Identity, InProcessService};
-use crate::apiserver::node_credentials;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::handlers::Api;
 use crate::apiserver::health::Health;
 use crate::apiserver::metrics::{self, MeteredStore, Metrics};
+use crate::apiserver::node_credentials;
 use crate::apiserver::request::Verb;
 use crate::apiserver::tls::{self, Pki, ServerNames, TlsError, TlsPaths};
 use crate::store::{EmbeddedConfig, EmbeddedStore, EtcdConfig, EtcdStore, Store, StoreError};
@@ -392,7 +392,10 @@ async fn prepare(
     let routes = Router::new()
         .merge(api.router())
         .merge(crate::apiserver::openapi::router())
-        .merge(node_credentials::router(store.clone(), authenticator.clone()))
+        .merge(node_credentials::router(
+            store.clone(),
+            authenticator.clone(),
+        ))
         .merge(health.router())
         .merge(metrics.router());
     let (shutdown, shutdown_signal) = watch::channel(false);

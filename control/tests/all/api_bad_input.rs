@@ -122,7 +122,7 @@ fn cases() -> Vec<Case> {
         case("multi-document YAML", M::POST, MAPS, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n", 400, "BadRequest").content_type("application/yaml"),
         case("oversize body", M::POST, MAPS, big, 413, "RequestEntityTooLarge"),
         case("chunked oversize body", M::POST, MAPS, chunked, 413, "RequestEntityTooLarge"),
-        case("protobuf body", M::POST, PODS, pod(|_| {}), 415, "UnsupportedMediaType").content_type("application/vnd.kubernetes.protobuf"),
+        case("JSON sent as protobuf", M::POST, PODS, pod(|_| {}), 400, "BadRequest").content_type("application/vnd.kubernetes.protobuf"),
         case("text body", M::POST, PODS, pod(|_| {}), 415, "UnsupportedMediaType").content_type("text/plain"),
         case("protobuf-only accept", M::GET, PODS, "", 406, "NotAcceptable").accept("application/vnd.kubernetes.protobuf"),
         case("missing kind", M::POST, PODS, pod(|p| { p.as_object_mut().unwrap().remove("kind"); }), 400, "BadRequest"),

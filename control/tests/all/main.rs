@@ -19,6 +19,8 @@ mod store_embedded;
 mod store_etcd;
 // The etcd backend on a real etcd: error mapping, key prefixes, watch lifetime.
 mod store_etcd_smoke;
+// Protobuf bodies from the real kubectl (captured and live) decode to the JSON kubectl prints.
+mod protobuf;
 // Real components (etcd) that tests start and clean up themselves.
 mod support;
 // Server-side tables over HTTP (get, list, watch) and through kubectl (get, -o wide, -w, describe).
