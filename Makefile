@@ -34,13 +34,15 @@ run: deps build
 	exec $(SKIFF) server --data-dir $(DATA_DIR)
 
 ## Every test: unit, in-process and the ignored ones that need real
-## components (SKIFF_TEST_REAL=1), then kubectl end to end against the
-## binary (tests/e2e/kubectl.sh). Any failure fails the make.
+## components (SKIFF_TEST_REAL=1), then kubectl and the Python client end
+## to end against the binary (tests/e2e/kubectl.sh, tests/e2e/python/run.sh).
+## Any failure fails the make.
 test: export SKIFF_TEST_REAL := 1
 test: deps build-examples
 	$(CARGO) test --workspace --no-fail-fast -- --include-ignored
 	$(CARGO) build --bin skiff
 	bash tests/e2e/kubectl.sh $(TARGET_DIR)/debug/skiff
+	bash tests/e2e/python/run.sh $(TARGET_DIR)/debug/skiff
 
 ## Benchmarks against a peer measured in the same run (needs `make deps`);
 ## results are printed and written into BENCHMARKS.md.

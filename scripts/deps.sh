@@ -26,6 +26,7 @@ readonly DEBIAN_PACKAGES=(
 	containernetworking-plugins
 	kubernetes-client
 	busybox-static
+	python3-venv
 )
 readonly RUST_TARGETS=(wasm32-wasip2 wasm32-wasip1)
 # Daemons whose postinst may try to start them.

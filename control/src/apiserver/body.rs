@@ -1243,7 +1243,7 @@ mod tests {
         (error.code_and_reason().0.as_u16(), error.to_string())
     }
 
-    const BODY_415: &str = "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml";
+    const BODY_415: &str = "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf";
     const PATCH_415: &str = "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml";
 
     #[test]
@@ -1269,7 +1269,7 @@ mod tests {
         );
         check(
             Some("application/vnd.kubernetes.protobuf"),
-            Err((415, BODY_415)),
+            Ok(BodyFormat::Protobuf),
         );
         check(Some("application/merge-patch+json"), Err((415, BODY_415)));
         check(Some("application/x-yaml"), Err((415, BODY_415)));

@@ -547,8 +547,8 @@ impl Api {
     ) -> Result<(body::ParsedBody, FieldValidation), ApiError> {
         let format = body::body_format(call.headers.get(header::CONTENT_TYPE))?;
         let bytes = body::read_body(std::mem::take(&mut call.body), body::MAX_BODY_BYTES).await?;
-        let parsed = body::parse_body(&bytes, format)?;
-        check_type(call.def, &parsed.value)?;
+        let mut parsed = body::parse_body(&bytes, format)?;
+        check_type(call.def, &mut parsed.value)?;
         let validation = body::field_validation(call.query.get("fieldValidation"))?;
         Ok((parsed, validation))
     }
@@ -877,8 +877,8 @@ impl Api {
             let (current, revision) = self
                 .read_existing(call.def, namespace.as_deref(), &name)
                 .await?;
-            let patched = patch::apply_patch(&current, &bytes, patch_type)?;
-            check_type(call.def, &patched)?;
+            let mut patched = patch::apply_patch(&current, &bytes, patch_type)?;
+            check_type(call.def, &mut patched)?;
             let pinned = meta::meta_str(&patched, "resourceVersion")
                 .filter(|rv| !rv.is_empty())
                 .map(parse_resource_version)
@@ -1436,19 +1436,18 @@ fn object_has_spec(def: &ResourceDef) -> bool {
     )
 }
 
-/// The body's apiVersion and kind must be the endpoint's (or absent).
-fn check_type(def: &ResourceDef, value: &Value) -> Result<(), ApiError> {
-    if !value.is_object() {
+/// The body's apiVersion and kind must be the endpoint's; absent ones are
+/// the endpoint's (as kube-apiserver decodes with the endpoint's kind as
+/// the default, which clients that omit unset fields rely on).
+fn check_type(def: &ResourceDef, value: &mut Value) -> Result<(), ApiError> {
+    let Some(object) = value.as_object_mut() else {
         return Err(ApiError::BadRequest(
             "the request body must be a JSON or YAML object".into(),
         ));
-    }
-    match value.get("kind").and_then(Value::as_str) {
+    };
+    match object.get("kind").and_then(Value::as_str) {
         None | Some("") => {
-            return Err(ApiError::BadRequest(format!(
-                "Object 'Kind' is missing in the request body; expected {}",
-                def.kind
-            )));
+            object.insert("kind".into(), json!(def.kind));
         }
         Some(kind) if kind != def.kind => {
             return Err(ApiError::BadRequest(format!(
@@ -1458,11 +1457,14 @@ fn check_type(def: &ResourceDef, value: &Value) -> Result<(), ApiError> {
         }
         Some(_) => {}
     }
-    match value.get("apiVersion").and_then(Value::as_str) {
+    match object.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            object.insert("apiVersion".into(), json!(def.api_version()));
+            Ok(())
+        }
         Some(version) if version == def.api_version() => Ok(()),
-        other => Err(ApiError::BadRequest(format!(
-            "the API version in the data ({}) does not match the expected API version ({})",
-            other.unwrap_or(""),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "the API version in the data ({other}) does not match the expected API version ({})",
             def.api_version()
         ))),
     }

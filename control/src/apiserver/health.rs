@@ -112,7 +112,10 @@ impl Health {
     /// The routes: `/healthz`, `/livez`, `/readyz` (and `/<endpoint>/<check>`)
     /// and `/version`.
     pub fn router(&self) -> Router {
-        let mut router = Router::new().route("/version", get(version));
+        // Kubernetes serves the version at `/version` and `/version/`.
+        let mut router = Router::new()
+            .route("/version", get(version))
+            .route("/version/", get(version));
         for endpoint in [Endpoint::Healthz, Endpoint::Livez, Endpoint::Readyz] {
             let whole = self.clone();
             let single = self.clone();

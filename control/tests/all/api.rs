@@ -77,6 +77,7 @@ macro_rules! api_scenarios {
             dry_run_persists_nothing,
             namespace_deletion_removes_contents_first,
             bad_objects_are_rejected_with_causes,
+            kube_runtime_watcher_and_three_patch_types,
         );
     };
     (@tests $attrs:tt $open:expr; $($scenario:ident,)*) => {$(
@@ -785,6 +786,153 @@ async fn bad_objects_are_rejected_with_causes(h: &Harness) {
         .unwrap_err();
     assert_eq!(code(&error), 422);
     assert_eq!(h.api.store().current_revision().await.unwrap(), before);
+}
+
+/// kube-rs as controllers use it: `kube::runtime::watcher` sees the
+/// initial list and then every change, and a Deployment takes strategic,
+/// merge and JSON patches.
+async fn kube_runtime_watcher_and_three_patch_types(h: &Harness) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::runtime::watcher;
+
+    let maps: Api<ConfigMap> = Api::namespaced(h.client.clone(), "default");
+    maps.create(&PostParams::default(), &config_map("before", "0"))
+        .await
+        .unwrap();
+    let (seen, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let watch = tokio::spawn({
+        let maps = maps.clone();
+        async move {
+            let mut stream = watcher(maps, watcher::Config::default()).boxed();
+            while let Some(event) = stream.try_next().await.unwrap() {
+                let line = match event {
+                    watcher::Event::Init => "init".to_owned(),
+                    watcher::Event::InitApply(m) => {
+                        format!("init-apply {}", m.metadata.name.unwrap())
+                    }
+                    watcher::Event::InitDone => "init-done".to_owned(),
+                    watcher::Event::Apply(m) => format!(
+                        "apply {} {}",
+                        m.metadata.name.unwrap(),
+                        m.data
+                            .unwrap_or_default()
+                            .get("key")
+                            .cloned()
+                            .unwrap_or_default()
+                    ),
+                    watcher::Event::Delete(m) => format!("delete {}", m.metadata.name.unwrap()),
+                };
+                if seen.send(line).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    async fn next(events: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+        tokio::time::timeout(Duration::from_secs(20), events.recv())
+            .await
+            .expect("the watcher reported nothing")
+            .unwrap()
+    }
+    assert_eq!(next(&mut events).await, "init");
+    assert_eq!(next(&mut events).await, "init-apply before");
+    assert_eq!(next(&mut events).await, "init-done");
+    maps.create(&PostParams::default(), &config_map("during", "1"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut events).await, "apply during 1");
+    maps.patch(
+        "during",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"key": "2"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(next(&mut events).await, "apply during 2");
+    maps.delete("during", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(next(&mut events).await, "delete during");
+    watch.abort();
+
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), "default");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "patched"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "p"}},
+            "template": {
+                "metadata": {"labels": {"app": "p"}},
+                "spec": {"containers": [
+                    {"name": "a", "image": "registry.local/a:1", "env": [{"name": "X", "value": "1"}]},
+                    {"name": "b", "image": "registry.local/b:1"},
+                ]},
+            },
+        },
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let strategic = deployments
+        .patch(
+            "patched",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "b", "image": "registry.local/b:2"},
+                {"name": "a", "env": [{"name": "Y", "value": "2"}]},
+            ]}}}})),
+        )
+        .await
+        .unwrap();
+    let containers = &strategic.spec.template.spec.unwrap().containers;
+    let summary: Vec<String> = containers
+        .iter()
+        .map(|c| {
+            let env: Vec<String> = c.env.iter().flatten().map(|e| e.name.clone()).collect();
+            format!(
+                "{}={} [{}]",
+                c.name,
+                c.image.as_deref().unwrap_or(""),
+                env.join(",")
+            )
+        })
+        .collect();
+    // Both containers stay, merged by name; env entries merge by name too.
+    assert_eq!(summary.len(), 2, "{summary:?}");
+    assert!(
+        summary.contains(&"a=registry.local/a:1 [Y,X]".to_owned())
+            || summary.contains(&"a=registry.local/a:1 [X,Y]".to_owned()),
+        "{summary:?}"
+    );
+    assert!(
+        summary.contains(&"b=registry.local/b:2 []".to_owned()),
+        "{summary:?}"
+    );
+    let merged = deployments
+        .patch(
+            "patched",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(merged.spec.replicas, Some(4));
+    let json_patched = deployments
+        .patch(
+            "patched",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([
+                    {"op": "test", "path": "/spec/replicas", "value": 4},
+                    {"op": "replace", "path": "/spec/replicas", "value": 5},
+                ]))
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(json_patched.spec.replicas, Some(5));
 }
 
 /// A watcher that stops reading is dropped once it falls behind (its stream

@@ -125,7 +125,6 @@ fn cases() -> Vec<Case> {
         case("JSON sent as protobuf", M::POST, PODS, pod(|_| {}), 400, "BadRequest").content_type("application/vnd.kubernetes.protobuf"),
         case("text body", M::POST, PODS, pod(|_| {}), 415, "UnsupportedMediaType").content_type("text/plain"),
         case("protobuf-only accept", M::GET, PODS, "", 406, "NotAcceptable").accept("application/vnd.kubernetes.protobuf"),
-        case("missing kind", M::POST, PODS, pod(|p| { p.as_object_mut().unwrap().remove("kind"); }), 400, "BadRequest"),
         case("kind of another endpoint", M::POST, PODS, pod(|p| p["kind"] = json!("Service")), 400, "BadRequest"),
         case("wrong apiVersion", M::POST, PODS, pod(|p| p["apiVersion"] = json!("apps/v1")), 400, "BadRequest"),
         case("namespace mismatch", M::POST, PODS, pod(|p| p["metadata"]["namespace"] = json!("other")), 400, "BadRequest"),
