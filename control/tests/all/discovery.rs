@@ -7,193 +7,38 @@
 //! `explain`, and `apply` with validation on (skipped with a message when
 //! kubectl is not on PATH).
 //!
-//! The server is fronted by a plain-HTTP listener that serves
-//! `openapi::router()` and sends everything else into the server's own
-//! routes, because `server.rs` does not route `/openapi` yet;
-//! `server_routes_openapi_itself` checks the real listener (and says it
-//! skips while `/openapi` is 404 there). `make test` runs ignored tests
-//! too, so tests that wait for other work skip on that exact state with a
-//! message instead of `#[ignore]`.
+//! Raw requests go to a plain-HTTP front of the server's in-process
+//! service; kubectl uses the server's own kubeconfig (HTTPS), and
+//! `server_routes_openapi_itself` checks that the real listener serves
+//! `/openapi` behind authentication.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty};
-use hyper::header::{self, HeaderMap};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::header;
+use hyper::{Method, StatusCode};
 use serde_json::Value;
-use skiff_control::apiserver::auth::Identity;
 use skiff_control::apiserver::strategic::meta;
-use skiff_control::server::RunningServer;
-use tempfile::TempDir;
-use tokio::net::{TcpListener, TcpStream};
 
 use super::server_bootstrap::{admin_token, get, start_server};
+use super::support::cluster::{Answer, Cluster, kubectl_available};
 
 /// client-go's `Accept` on `/api` and `/apis`.
 const AGGREGATED_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json;q=0.9";
 const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
-/// A server, a plain-HTTP front of its in-process service (for raw
-/// requests with any headers), and kubectl's kubeconfig (the server's own,
-/// HTTPS) and cache dir.
-struct Cluster {
-    server: RunningServer,
-    front: SocketAddr,
-    kubeconfig: PathBuf,
-    cache: TempDir,
-    work: TempDir,
-    _data: TempDir,
-}
-
 impl Cluster {
-    async fn start() -> Self {
-        let (data, server) = start_server().await;
-        let routes =
-            axum::Router::new().fallback_service(server.in_process_service(Identity::Admin));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let front = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, routes).await });
-        let work = tempfile::tempdir().unwrap();
-        // kubectl talks to the server itself, over HTTPS with its kubeconfig.
-        let kubeconfig = data.path().join("data/kubeconfig");
-        Cluster {
-            server,
-            front,
-            kubeconfig,
-            cache: tempfile::tempdir().unwrap(),
-            work,
-            _data: data,
-        }
-    }
-
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Fetched {
-        fetch(self.front, path, headers).await
-    }
-
-    /// Writes `text` to a file in the work dir and returns its path.
-    fn manifest(&self, name: &str, text: &str) -> String {
-        let path = self.work.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-
-    async fn kubectl(&self, args: &[&str]) -> Kubectl {
-        let output = tokio::process::Command::new("kubectl")
-            .args(args)
-            .arg("--cache-dir")
-            .arg(self.cache.path())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .output()
-            .await
-            .expect("run kubectl");
-        let run = Kubectl {
-            args: args.join(" "),
-            success: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
-        // Shown with --nocapture or when the test fails.
-        eprintln!(
-            "$ kubectl {} ({})\n{}{}",
-            run.args, output.status, run.stdout, run.stderr
-        );
-        run
-    }
-
-    async fn stop(self) {
-        self.server.stop().await.unwrap();
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.send(Method::GET, path, headers, None).await
     }
 }
 
-/// One kubectl run.
-#[derive(Debug)]
-struct Kubectl {
-    args: String,
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Kubectl {
-    /// Asserts success with nothing on stderr (no warnings), returns stdout.
-    fn clean(&self) -> &str {
-        assert!(
-            self.success && self.stderr.is_empty(),
-            "kubectl {}:\n{}\n{}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        &self.stdout
-    }
-}
-
-fn kubectl_available() -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join("kubectl").is_file())
-    });
-    if !found {
-        eprintln!("kubectl is not on PATH: skipping this test");
-    }
-    found
-}
-
-/// One answered request.
-#[derive(Debug)]
-struct Fetched {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Fetched {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-
-    fn header(&self, name: header::HeaderName) -> &str {
-        self.headers
-            .get(&name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or_default()
-    }
-
+impl Answer {
     fn ok_json(&self, what: &str) -> Value {
         assert_eq!(self.status, StatusCode::OK, "{what}: {}", self.body);
         assert!(
-            self.header(header::CONTENT_TYPE)
-                .starts_with("application/json"),
+            self.content_type().starts_with("application/json"),
             "{what}: {:?}",
             self.headers
         );
         self.json()
-    }
-}
-
-async fn fetch(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Fetched {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let mut request = Request::get(path).header(header::HOST, addr.to_string());
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = sender
-        .send_request(request.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Fetched {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
 

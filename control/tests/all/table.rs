@@ -7,122 +7,30 @@
 //! `get events`, `get pods -w`, and `describe` showing events (skipped
 //! with a message when kubectl is not on PATH).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::header::{self, HeaderMap};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
-use skiff_control::apiserver::auth::Identity;
-use skiff_control::server::RunningServer;
-use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::net::{TcpListener, TcpStream};
 
-use super::server_bootstrap::start_server;
+use super::support::cluster::{Answer, Cluster, kubectl_available};
 
 /// kubectl's `Accept` for `get`.
 const KUBECTL_TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
 const TABLE_V1: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 const TABLE_V1BETA1: &str = "application/json;as=Table;v=v1beta1;g=meta.k8s.io";
 
-/// A server, a plain-HTTP front of its in-process service (raw requests
-/// as the admin), and kubectl's kubeconfig (the server's own, HTTPS) and
-/// cache dir.
-struct Cluster {
-    server: RunningServer,
-    front: SocketAddr,
-    kubeconfig: PathBuf,
-    cache: TempDir,
-    _data: TempDir,
-}
-
-/// One answered request.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-
-    fn content_type(&self) -> &str {
-        self.headers
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or_default()
-    }
-}
-
+/// What the table tests ask of a cluster.
 impl Cluster {
-    async fn start() -> Self {
-        let (data, server) = start_server().await;
-        let routes =
-            axum::Router::new().fallback_service(server.in_process_service(Identity::Admin));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let front = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, routes).await });
-        let kubeconfig = server.paths().kubeconfig.clone();
-        Cluster {
-            server,
-            front,
-            kubeconfig,
-            cache: tempfile::tempdir().unwrap(),
-            _data: data,
-        }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> Answer {
-        let tcp = TcpStream::connect(self.front).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, self.front.to_string());
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-        let response = sender
-            .send_request(request.body(Full::new(body)).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        Answer {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
-    }
-
-    async fn get(&self, path: &str, accept: &str) -> Answer {
+    async fn get_accepting(&self, path: &str, accept: &str) -> Answer {
         self.send(Method::GET, path, &[("accept", accept)], None)
             .await
     }
 
     /// A Table answer to a GET of `path` with `accept`.
     async fn table(&self, path: &str, accept: &str) -> Value {
-        let answer = self.get(path, accept).await;
+        let answer = self.get_accepting(path, accept).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
         let table = answer.json();
         assert_eq!(table["kind"], "Table", "{path}: {table}");
@@ -170,52 +78,10 @@ impl Cluster {
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     }
 
-    fn kubectl_command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new("kubectl");
-        command
-            .args(args)
-            .arg("--cache-dir")
-            .arg(self.cache.path())
-            .env("KUBECONFIG", &self.kubeconfig);
-        command
-    }
-
     /// Runs kubectl; asserts success with nothing on stderr, returns stdout.
-    async fn kubectl(&self, args: &[&str]) -> String {
-        let output = self
-            .kubectl_command(args)
-            .output()
-            .await
-            .expect("run kubectl");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        // Shown with --nocapture or when the test fails.
-        eprintln!(
-            "$ kubectl {} ({})\n{stdout}{stderr}",
-            args.join(" "),
-            output.status
-        );
-        assert!(
-            output.status.success() && stderr.is_empty(),
-            "kubectl {}:\n{stdout}\n{stderr}",
-            args.join(" ")
-        );
-        stdout
+    async fn kubectl_out(&self, args: &[&str]) -> String {
+        self.kubectl(args).await.clean().to_owned()
     }
-
-    async fn stop(self) {
-        self.server.stop().await.unwrap();
-    }
-}
-
-fn kubectl_available() -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join("kubectl").is_file())
-    });
-    if !found {
-        eprintln!("kubectl is not on PATH: skipping this test");
-    }
-    found
 }
 
 /// A time `seconds` ago, as the API writes times.
@@ -291,7 +157,9 @@ async fn get_and_list_answer_tables_with_the_object_asked_for() {
 
     // kubectl's Accept on a get: a v1 Table of one row with
     // PartialObjectMetadata, every column (wide ones at priority 1).
-    let answer = cluster.get(&format!("{PODS}/web"), KUBECTL_TABLE).await;
+    let answer = cluster
+        .get_accepting(&format!("{PODS}/web"), KUBECTL_TABLE)
+        .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.content_type(), TABLE_V1);
     let table = answer.json();
@@ -359,7 +227,7 @@ async fn get_and_list_answer_tables_with_the_object_asked_for() {
     assert_eq!(whole["rows"][0]["object"]["kind"], "Pod");
     assert_eq!(whole["rows"][0]["object"]["spec"]["nodeName"], "n1");
     let bad = cluster
-        .get(&format!("{PODS}/web?includeObject=All"), TABLE_V1)
+        .get_accepting(&format!("{PODS}/web?includeObject=All"), TABLE_V1)
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
     assert_eq!(
@@ -368,7 +236,7 @@ async fn get_and_list_answer_tables_with_the_object_asked_for() {
     );
 
     // v1beta1 when that is all the client takes.
-    let beta = cluster.get(PODS, TABLE_V1BETA1).await;
+    let beta = cluster.get_accepting(PODS, TABLE_V1BETA1).await;
     assert_eq!(beta.content_type(), TABLE_V1BETA1);
     let beta = beta.json();
     assert_eq!(beta["apiVersion"], "meta.k8s.io/v1beta1");
@@ -379,13 +247,15 @@ async fn get_and_list_answer_tables_with_the_object_asked_for() {
 
     // Without a Table in Accept: the objects, as before.
     let plain = cluster
-        .get(&format!("{PODS}/web"), "application/json")
+        .get_accepting(&format!("{PODS}/web"), "application/json")
         .await;
     assert_eq!(plain.json()["kind"], "Pod");
-    let list = cluster.get(PODS, "application/json").await.json();
+    let list = cluster.get_accepting(PODS, "application/json").await.json();
     assert_eq!(list["kind"], "PodList");
     // Errors stay Statuses.
-    let missing = cluster.get(&format!("{PODS}/nope"), KUBECTL_TABLE).await;
+    let missing = cluster
+        .get_accepting(&format!("{PODS}/nope"), KUBECTL_TABLE)
+        .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.json()["reason"], "NotFound");
 
@@ -489,7 +359,7 @@ async fn table_lists_page_and_select_like_lists() {
         .await;
     assert_eq!(names(&by_name), ["c2"]);
     let unsupported = cluster
-        .get(
+        .get_accepting(
             &format!("{configmaps}?fieldSelector=data%3Dx"),
             KUBECTL_TABLE,
         )
@@ -520,7 +390,7 @@ async fn watches_stream_table_events_with_headers_once() {
             .await;
     }
     let answer = cluster
-        .get(
+        .get_accepting(
             &format!("{PODS}?watch=true&timeoutSeconds=1"),
             KUBECTL_TABLE,
         )
@@ -557,7 +427,7 @@ async fn watches_stream_table_events_with_headers_once() {
 
     // A plain watch still streams the objects themselves.
     let plain = cluster
-        .get(
+        .get_accepting(
             &format!("{PODS}?watch=true&timeoutSeconds=1"),
             "application/json",
         )
@@ -636,7 +506,7 @@ async fn kubectl_get_pods_prints_kubernetes_columns_and_status_reasons() {
         )
         .await;
 
-    let output = cluster.kubectl(&["get", "pods"]).await;
+    let output = cluster.kubectl_out(&["get", "pods"]).await;
     assert_eq!(
         as_strs(&rows(&output)),
         [
@@ -649,7 +519,7 @@ async fn kubectl_get_pods_prints_kubernetes_columns_and_status_reasons() {
             vec!["web", "2/2", "Running", "0", "<age>"],
         ]
     );
-    let wide = cluster.kubectl(&["get", "pods", "-o", "wide"]).await;
+    let wide = cluster.kubectl_out(&["get", "pods", "-o", "wide"]).await;
     let none = "<none>";
     assert_eq!(
         as_strs(&rows(&wide)),
@@ -711,12 +581,12 @@ async fn kubectl_get_pods_prints_kubernetes_columns_and_status_reasons() {
     );
     // One pod by name; across namespaces the metadata in each row gives
     // kubectl the NAMESPACE column; --show-labels reads it too.
-    let one = cluster.kubectl(&["get", "pod", "web"]).await;
+    let one = cluster.kubectl_out(&["get", "pod", "web"]).await;
     assert_eq!(
         as_strs(&rows(&one))[1],
         ["web", "2/2", "Running", "0", "<age>"]
     );
-    let all = cluster.kubectl(&["get", "pods", "-A"]).await;
+    let all = cluster.kubectl_out(&["get", "pods", "-A"]).await;
     assert_eq!(
         as_strs(&rows(&all))[..2],
         [
@@ -732,7 +602,7 @@ async fn kubectl_get_pods_prints_kubernetes_columns_and_status_reasons() {
         ]
     );
     let labeled = cluster
-        .kubectl(&["get", "pod", "pending", "--show-labels"])
+        .kubectl_out(&["get", "pod", "pending", "--show-labels"])
         .await;
     assert_eq!(
         as_strs(&rows(&labeled)),
@@ -791,7 +661,7 @@ async fn kubectl_get_nodes_shows_status_roles_and_versions() {
         )
         .await;
 
-    let output = cluster.kubectl(&["get", "nodes"]).await;
+    let output = cluster.kubectl_out(&["get", "nodes"]).await;
     assert_eq!(
         as_strs(&rows(&output)),
         [
@@ -806,7 +676,7 @@ async fn kubectl_get_nodes_shows_status_roles_and_versions() {
             ],
         ]
     );
-    let wide = cluster.kubectl(&["get", "nodes", "-o", "wide"]).await;
+    let wide = cluster.kubectl_out(&["get", "nodes", "-o", "wide"]).await;
     assert_eq!(
         as_strs(&rows(&wide)),
         [
@@ -915,7 +785,7 @@ async fn kubectl_get_several_kinds_prints_each_with_its_columns() {
         .await;
 
     let output = cluster
-        .kubectl(&["get", "deploy,rs,svc,cm,secrets,ns,runtimeclasses"])
+        .kubectl_out(&["get", "deploy,rs,svc,cm,secrets,ns,runtimeclasses"])
         .await;
     let sections: Vec<Vec<Vec<String>>> = output.split("\n\n").map(rows).collect();
     let sections: Vec<Vec<Vec<&str>>> = sections.iter().map(|s| as_strs(s)).collect();
@@ -971,7 +841,7 @@ async fn kubectl_get_several_kinds_prints_each_with_its_columns() {
         ]
     );
     let wide = cluster
-        .kubectl(&["get", "deploy,rs,svc", "-o", "wide"])
+        .kubectl_out(&["get", "deploy,rs,svc", "-o", "wide"])
         .await;
     let sections: Vec<Vec<Vec<String>>> = wide.split("\n\n").map(rows).collect();
     assert_eq!(
@@ -1066,7 +936,7 @@ async fn kubectl_get_events_and_describe_show_events() {
         )
         .await;
 
-    let output = cluster.kubectl(&["get", "events"]).await;
+    let output = cluster.kubectl_out(&["get", "events"]).await;
     assert_eq!(
         as_strs(&rows(&output)),
         [
@@ -1094,7 +964,7 @@ async fn kubectl_get_events_and_describe_show_events() {
             ],
         ]
     );
-    let wide = cluster.kubectl(&["get", "events", "-o", "wide"]).await;
+    let wide = cluster.kubectl_out(&["get", "events", "-o", "wide"]).await;
     assert_eq!(
         as_strs(&rows(&wide))[..2],
         [
@@ -1125,7 +995,7 @@ async fn kubectl_get_events_and_describe_show_events() {
     );
 
     // describe finds each object's own events by its uid.
-    let described = cluster.kubectl(&["describe", "pod", "web"]).await;
+    let described = cluster.kubectl_out(&["describe", "pod", "web"]).await;
     let events_of = |text: &str| -> Vec<Vec<String>> {
         let (_, events) = text
             .split_once("\nEvents:")
@@ -1161,7 +1031,9 @@ async fn kubectl_get_events_and_describe_show_events() {
             .any(|l| l.split_whitespace().eq(["Node:", "n1/"])),
         "{described}"
     );
-    let described = cluster.kubectl(&["describe", "deployment", "web"]).await;
+    let described = cluster
+        .kubectl_out(&["describe", "deployment", "web"])
+        .await;
     assert_eq!(
         events_of(&described)[2],
         [

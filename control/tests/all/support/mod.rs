@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests: real components started and
 //! cleaned up by the test itself.
 
+pub mod cluster;
 pub mod etcd;
