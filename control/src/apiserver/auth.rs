@@ -270,8 +270,10 @@ impl Authenticator {
     /// it as `Identity::Node(name)`).
     pub fn node_credential(&self, name: &str) -> String {
         let tag = ring::hmac::sign(&self.node_key, name.as_bytes());
-        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        format!("{NODE_CREDENTIAL_PREFIX}{name}:{hex}")
+        format!(
+            "{NODE_CREDENTIAL_PREFIX}{name}:{}",
+            super::tls::hex(tag.as_ref())
+        )
     }
 
     /// Reads `Authorization: Bearer <token>` (the scheme case-insensitive,

@@ -26,6 +26,7 @@ use serde_json::json;
 use super::auth::{Authenticator, Identity};
 use super::body;
 use super::error::{ApiError, Cause, CauseType};
+use super::tls::hex;
 use super::validation::rules;
 use crate::store::{Store, StoreError};
 
@@ -145,8 +146,4 @@ async fn claim(issuer: &Issuer, request: Request) -> Result<Bytes, ApiError> {
         "token": issuer.authenticator.node_credential(&claim.node_name),
     });
     Ok(Bytes::from(answer.to_string()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

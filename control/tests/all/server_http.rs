@@ -134,12 +134,7 @@ async fn server_nodes_write_only_their_own_objects() {
     use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
     let (_dir, server) = start_server().await;
-    let admin = client_with_token(&server, &admin_token(&server)).await;
-    let joining = client_with_token(&server, &node_token(&server)).await;
-    let credential = claim(&joining, "n1", "a-node-password-of-enough-length")
-        .await
-        .unwrap();
-    let node = client_with_token(&server, &credential).await;
+    let (admin, _joining, node) = admin_joining_and_node_clients(&server).await;
     let code = |error: kube::Error| match error {
         kube::Error::Api(status) => status.code,
         other => panic!("{other}"),
@@ -248,6 +243,20 @@ async fn server_nodes_write_only_their_own_objects() {
         403
     );
     server.stop().await.unwrap();
+}
+
+/// Clients as the admin, with the join token, and as the node `n1` (whose
+/// credential the join token claimed).
+async fn admin_joining_and_node_clients(
+    server: &skiff_control::server::RunningServer,
+) -> (kube::Client, kube::Client, kube::Client) {
+    let admin = client_with_token(server, &admin_token(server)).await;
+    let joining = client_with_token(server, &node_token(server)).await;
+    let credential = claim(&joining, "n1", "a-node-password-of-enough-length")
+        .await
+        .unwrap();
+    let node = client_with_token(server, &credential).await;
+    (admin, joining, node)
 }
 
 /// A kube client of the server with another bearer token.
@@ -547,12 +556,7 @@ async fn server_answers_self_subject_access_reviews() {
     use kube::api::{Api, PostParams};
 
     let (_dir, server) = start_server().await;
-    let admin = client_with_token(&server, &admin_token(&server)).await;
-    let joining = client_with_token(&server, &node_token(&server)).await;
-    let credential = claim(&joining, "n1", "a-node-password-of-enough-length")
-        .await
-        .unwrap();
-    let node = client_with_token(&server, &credential).await;
+    let (admin, joining, node) = admin_joining_and_node_clients(&server).await;
     let ask = |client: kube::Client, verb: &str, resource: &str| {
         let review: SelfSubjectAccessReview = serde_json::from_value(serde_json::json!({
             "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "namespace": "default"}},
