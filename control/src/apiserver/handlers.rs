@@ -113,6 +113,8 @@ struct Call {
     def: &'static ResourceDef,
     /// Who is asking (already authorized for the request's path).
     identity: Identity,
+    /// The Table the `Accept` header asks for, if any.
+    table: Option<table::TableOptions>,
     query: Query,
     headers: HeaderMap,
     body: Body,
@@ -248,6 +250,7 @@ async fn serve(State(api): State<Api>, request: Request) -> Response {
         let call = Call {
             info,
             def,
+            table: asked_table,
             identity,
             query,
             headers: parts.headers,
@@ -369,10 +372,7 @@ impl Api {
     }
 
     async fn get(&self, call: Call) -> Result<Response, ApiError> {
-        let asked_table = table::requested(
-            call.headers.get(header::ACCEPT),
-            call.query.get("includeObject"),
-        )?;
+        let asked_table = call.table;
         let name = call.info.name.as_deref().unwrap_or_default();
         let (object, _) = self
             .read_existing(call.def, call.info.namespace.as_deref(), name)
@@ -405,10 +405,7 @@ impl Api {
 
     async fn list(&self, call: Call) -> Result<Response, ApiError> {
         let def = call.def;
-        let asked_table = table::requested(
-            call.headers.get(header::ACCEPT),
-            call.query.get("includeObject"),
-        )?;
+        let asked_table = call.table;
         let filter = Filter::from_query(def, &call.query)?;
         let limit = match call.query.int("limit")? {
             Some(limit) if limit < 0 => {
