@@ -6,4 +6,5 @@
 
 pub mod client;
 pub mod labels;
+pub mod quantity;
 pub mod runtime_class;

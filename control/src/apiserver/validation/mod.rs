@@ -12,7 +12,7 @@ use super::error::Cause;
 
 pub mod field;
 pub mod meta;
-pub mod quantity;
+pub use skiff_sdk::quantity;
 pub mod rules;
 
 mod config;

@@ -166,6 +166,39 @@ impl ParsedQuantity {
         self.mantissa == 0 || self.exponent >= 0
     }
 
+    /// The value in thousandths, rounded up (away from zero for negative
+    /// values, as Kubernetes' `MilliValue` rounds), saturating at the `i64`
+    /// range: `100m` → 100, `1` → 1000, `1Ki` → 1,024,000.
+    pub fn milli_value(&self) -> i64 {
+        self.scaled(3)
+    }
+
+    /// The value as a whole number, rounded up (Kubernetes' `Value`),
+    /// saturating at the `i64` range: `1Gi` → 1,073,741,824, `100m` → 1.
+    pub fn value(&self) -> i64 {
+        self.scaled(0)
+    }
+
+    /// `value × 10^scale`, rounded up in magnitude, saturating.
+    fn scaled(&self, scale: i32) -> i64 {
+        if self.mantissa == 0 {
+            return 0;
+        }
+        let exponent = self.exponent + scale;
+        let magnitude: u128 = if exponent >= 0 {
+            pow10(exponent as u32)
+                .and_then(|p| self.mantissa.checked_mul(p))
+                .unwrap_or(u128::MAX)
+        } else {
+            match pow10(exponent.unsigned_abs()) {
+                Some(p) => self.mantissa.div_ceil(p),
+                None => 1,
+            }
+        };
+        let magnitude = i64::try_from(magnitude).unwrap_or(i64::MAX);
+        if self.negative { -magnitude } else { magnitude }
+    }
+
     /// The format the quantity was written in.
     pub fn format(&self) -> QuantityFormat {
         self.format
@@ -344,6 +377,27 @@ fn interpret_suffix(suffix: &str) -> Result<(i32, u32, QuantityFormat), Quantity
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn milli_and_whole_values_round_up() {
+        let cases = [
+            ("100m", 100, 1),
+            ("1", 1000, 1),
+            ("1.5", 1500, 2),
+            ("1Ki", 1_024_000, 1024),
+            ("1Gi", 1_073_741_824_000, 1_073_741_824),
+            ("1n", 1, 1),
+            ("0", 0, 0),
+            ("-1.5", -1500, -2),
+            ("2e3", 2_000_000, 2000),
+            ("1E", i64::MAX, 1_000_000_000_000_000_000),
+        ];
+        for (text, milli, whole) in cases {
+            let q = ParsedQuantity::parse(text).unwrap();
+            assert_eq!(q.milli_value(), milli, "{text} milli");
+            assert_eq!(q.value(), whole, "{text} whole");
+        }
+    }
+
     use super::*;
 
     /// `input` → canonical form, or the error.
