@@ -2,5 +2,8 @@
 //! later steps) the API server, scheduler and controllers.
 
 pub mod apiserver;
+pub mod controllers;
+pub mod leader;
+pub mod scheduler;
 pub mod server;
 pub mod store;

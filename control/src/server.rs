@@ -64,6 +64,7 @@ use crate::apiserver::metrics::{self, MeteredStore, Metrics};
 use crate::apiserver::node_credentials;
 use crate::apiserver::request::Verb;
 use crate::apiserver::tls::{self, Pki, ServerNames, TlsError, TlsPaths};
+use crate::controllers::{self, ControllerOptions};
 use crate::store::{EmbeddedConfig, EmbeddedStore, EtcdConfig, EtcdStore, Store, StoreError};
 
 /// How long in-flight requests get to finish after shutdown starts.
@@ -114,6 +115,7 @@ pub struct ServerOptions {
     transport: Transport,
     local_agent: LocalAgent,
     shutdown_grace: Duration,
+    controllers: Option<ControllerOptions>,
 }
 
 impl Default for ServerOptions {
@@ -128,6 +130,7 @@ impl Default for ServerOptions {
             transport: Transport::Https,
             local_agent: LocalAgent::Enabled,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            controllers: Some(ControllerOptions::default()),
         }
     }
 }
@@ -167,6 +170,14 @@ impl ServerOptions {
     /// How long in-flight requests get to finish on shutdown.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Settings of the scheduler and controllers, or `None` to run the API
+    /// alone (tests of the API itself; a server that should never lead).
+    /// The identity defaults to the host name plus a random suffix.
+    pub fn controllers(mut self, controllers: Option<ControllerOptions>) -> Self {
+        self.controllers = controllers;
         self
     }
 }
@@ -414,6 +425,26 @@ async fn prepare(
             end_long_running_on_shutdown,
         ));
 
+    let controllers = options.controllers.clone().map(|mut controller_options| {
+        if controller_options.identity == ControllerOptions::default().identity {
+            controller_options.identity = format!(
+                "{}_{}",
+                hostname().unwrap_or_else(|| "skiff".to_owned()),
+                uuid::Uuid::new_v4()
+            );
+        }
+        let client = skiff_sdk::client::in_process(
+            auth::in_process_service(
+                in_process_routes.clone(),
+                Identity::Component("controller-manager"),
+            ),
+            "default",
+        );
+        let mut stop = shutdown_signal.clone();
+        tokio::spawn(controllers::run(client, controller_options, async move {
+            stopping(&mut stop).await;
+        }))
+    });
     let serving = Serving {
         listener,
         tls,
@@ -422,6 +453,7 @@ async fn prepare(
         health,
         store,
         grace: options.shutdown_grace,
+        controllers,
     };
     let task = tokio::spawn(serving.run());
     tracing::info!(url = %api_url, kubeconfig = %paths.kubeconfig.display(), "API server listening");
@@ -623,6 +655,9 @@ struct Serving {
     health: Health,
     store: Arc<dyn Store>,
     grace: Duration,
+    /// The scheduler and controllers, stopped (and their lease released)
+    /// before the store closes.
+    controllers: Option<JoinHandle<()>>,
 }
 
 impl Serving {
@@ -636,6 +671,7 @@ impl Serving {
             health,
             store,
             grace,
+            controllers,
         } = self;
         let mut connections = JoinSet::new();
         loop {
@@ -672,6 +708,11 @@ impl Serving {
                 "grace period over: closing the remaining connections"
             );
             connections.shutdown().await;
+        }
+        if let Some(controllers) = controllers
+            && tokio::time::timeout(grace, controllers).await.is_err()
+        {
+            tracing::warn!("the controllers did not stop within the grace period");
         }
         store.close().await.map_err(ServerError::CloseStore)?;
         tracing::info!("server stopped, store closed");

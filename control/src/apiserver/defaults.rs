@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Endpoints, Event, Namespace, NamespaceSpec, NamespaceStatus, Node, Pod,
-    PodSpec, PodStatus, Secret, Service,
+    PodSpec, PodStatus, Secret, Service, Toleration,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::node::v1::RuntimeClass;
@@ -20,7 +20,37 @@ pub trait Defaults {
 
     /// Fills the defaults of a new object.
     fn apply_defaults(&mut self) {}
+
+    /// What admission adds to a new object beyond its kind's defaults
+    /// (Kubernetes' admission plugins), with the server's settings.
+    fn admit(&mut self, _admission: &Admission) {}
 }
+
+/// Server settings that admission applies to new objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// `tolerationSeconds` of the `node.kubernetes.io/not-ready:NoExecute`
+    /// toleration added to pods without one (Kubernetes'
+    /// DefaultTolerationSeconds, `--default-not-ready-toleration-seconds`).
+    pub not_ready_toleration_seconds: i64,
+    /// The same for `node.kubernetes.io/unreachable:NoExecute`.
+    pub unreachable_toleration_seconds: i64,
+}
+
+impl Default for Admission {
+    /// 300 s each, Kubernetes' defaults.
+    fn default() -> Self {
+        Self {
+            not_ready_toleration_seconds: 300,
+            unreachable_toleration_seconds: 300,
+        }
+    }
+}
+
+/// Taint a node gets when its Ready condition is False.
+pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// Taint a node gets when its status is Unknown (no heartbeat).
+pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
 macro_rules! no_status_no_defaults {
     ($($kind:ty),*) => {$(impl Defaults for $kind {})*};
@@ -38,6 +68,39 @@ no_status_no_defaults!(
 impl Defaults for Pod {
     fn clear_status(&mut self) {
         self.status = None;
+    }
+
+    /// DefaultTolerationSeconds: pods tolerate a not-ready or unreachable
+    /// node for a while before they are evicted, unless they say otherwise.
+    fn admit(&mut self, admission: &Admission) {
+        let Some(spec) = &mut self.spec else {
+            return;
+        };
+        let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+        for (key, seconds) in [
+            (TAINT_NOT_READY, admission.not_ready_toleration_seconds),
+            (TAINT_UNREACHABLE, admission.unreachable_toleration_seconds),
+        ] {
+            // Kubernetes: any toleration that could match the taint
+            // (same key or no key, NoExecute or any effect) counts.
+            let covered = tolerations.iter().any(|t| {
+                let key_matches = t.key.as_deref().is_none_or(|k| k.is_empty() || k == key);
+                let effect_matches = t
+                    .effect
+                    .as_deref()
+                    .is_none_or(|e| e.is_empty() || e == "NoExecute");
+                key_matches && effect_matches
+            });
+            if !covered {
+                tolerations.push(Toleration {
+                    key: Some(key.to_owned()),
+                    operator: Some("Exists".to_owned()),
+                    effect: Some("NoExecute".to_owned()),
+                    toleration_seconds: Some(seconds),
+                    value: None,
+                });
+            }
+        }
     }
 
     fn apply_defaults(&mut self) {

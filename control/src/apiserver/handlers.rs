@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use super::access_review;
 use super::auth::{self, Identity, authorize};
 use super::body::{self, FieldValidation};
+use super::defaults::Admission;
 use super::discovery;
 use super::error::{ApiError, Cause, CauseType};
 use super::meta;
@@ -46,6 +47,7 @@ struct Inner {
     store: Arc<dyn Store>,
     watches: WatchCaches,
     namespaces: Arc<ActiveNamespaces>,
+    admission: std::sync::RwLock<Admission>,
 }
 
 /// Query parameters the handlers read.
@@ -127,6 +129,7 @@ impl Api {
             inner: Arc::new(Inner {
                 watches: WatchCaches::new(store.clone()),
                 namespaces: Arc::default(),
+                admission: std::sync::RwLock::default(),
                 store,
             }),
         }
@@ -135,6 +138,12 @@ impl Api {
     /// The store this API serves.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The admission settings for new objects (Kubernetes' defaults unless
+    /// set).
+    pub fn set_admission(&self, admission: Admission) {
+        *self.inner.admission.write().expect("never poisoned") = admission;
     }
 
     /// How often idle watches that allow bookmarks get one (30 s by default).
@@ -618,6 +627,8 @@ impl Api {
             object.clear_status();
         }
         object.apply_defaults();
+        let admission = *self.inner.admission.read().expect("never poisoned");
+        object.admit(&admission);
         let explicit_name = object.meta().name.as_deref().is_some_and(|n| !n.is_empty());
         for attempt in 0..MAX_RETRIES {
             if !explicit_name {

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::body::{FieldValidation, ParsedBody, decode_body, decode_typed};
-use super::defaults::Defaults;
+use super::defaults::{Admission, Defaults};
 use super::error::{ApiError, Cause};
 use super::patch::decode_patched;
 use super::validation::Validate;
@@ -87,6 +87,9 @@ pub trait NewObject: Send {
     /// Fills the kind's defaults.
     fn apply_defaults(&mut self);
 
+    /// Applies admission (see [`Defaults::admit`]).
+    fn admit(&mut self, admission: &Admission);
+
     /// Validation causes, as for a new object.
     fn validate_create(&self) -> Vec<Cause>;
 
@@ -112,6 +115,10 @@ where
 
     fn apply_defaults(&mut self) {
         Defaults::apply_defaults(self);
+    }
+
+    fn admit(&mut self, admission: &Admission) {
+        Defaults::admit(self, admission);
     }
 
     fn validate_create(&self) -> Vec<Cause> {

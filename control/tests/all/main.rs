@@ -5,6 +5,10 @@ mod api;
 // Bad input: 40+ malformed or invalid requests, each a clear Status, none persisted.
 mod api_bad_input;
 
+// Controllers against an in-process API with fake nodes: ReplicaSets, garbage
+// collection, endpoints, node lifecycle.
+mod controllers;
+
 // Discovery (legacy and aggregated) and OpenAPI v2/v3 documents over HTTP,
 // and the real kubectl against them: api-resources, api-versions, get all,
 // explain, apply with validation on (skipped without kubectl).

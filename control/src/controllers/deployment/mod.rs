@@ -1,0 +1,1 @@
+//! Deployment planning (being written).
