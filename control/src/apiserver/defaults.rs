@@ -18,8 +18,14 @@ pub trait Defaults {
     /// Drops the status, which only the status subresource writes.
     fn clear_status(&mut self) {}
 
-    /// Fills the defaults of a new object.
+    /// Fills the fields Kubernetes defaults when absent; runs on every
+    /// create, update and patch (Kubernetes defaults on every decode), so
+    /// it only fills what is missing.
     fn apply_defaults(&mut self) {}
+
+    /// What only a new object gets (Kubernetes' `PrepareForCreate`), such
+    /// as its initial status.
+    fn prepare_for_create(&mut self) {}
 
     /// What admission adds to a new object beyond its kind's defaults
     /// (Kubernetes' admission plugins), with the server's settings.
@@ -107,6 +113,9 @@ impl Defaults for Pod {
         if let Some(spec) = &mut self.spec {
             default_pod_spec(spec);
         }
+    }
+
+    fn prepare_for_create(&mut self) {
         self.status = Some(PodStatus {
             phase: Some("Pending".into()),
             ..PodStatus::default()
@@ -125,7 +134,7 @@ impl Defaults for Namespace {
         self.status = None;
     }
 
-    fn apply_defaults(&mut self) {
+    fn prepare_for_create(&mut self) {
         self.spec
             .get_or_insert_with(NamespaceSpec::default)
             .finalizers
@@ -255,6 +264,7 @@ mod tests {
     ) -> serde_json::Value {
         let mut object: K = serde_json::from_value(value).expect("decodes");
         object.apply_defaults();
+        object.prepare_for_create();
         serde_json::to_value(&object).expect("encodes")
     }
 

@@ -899,7 +899,9 @@ impl Api {
                 .write_update(call.def, current, revision, patched, sub, dry_run)
                 .await
             {
-                Err(ApiError::Conflict { .. }) if pinned.is_none() => continue,
+                // Someone wrote in between: patch the new state. A patch
+                // that pins a resourceVersion fails the check above then.
+                Err(ApiError::Conflict { .. }) => continue,
                 Ok((code, object)) => return Ok(respond(code, &object, &warnings)),
                 Err(error) => return Err(error),
             }

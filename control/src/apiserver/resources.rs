@@ -84,7 +84,7 @@ pub trait NewObject: Send {
     /// Drops the status (written only through the status subresource).
     fn clear_status(&mut self);
 
-    /// Fills the kind's defaults.
+    /// Fills the kind's defaults and what a new object starts with.
     fn apply_defaults(&mut self);
 
     /// Applies admission (see [`Defaults::admit`]).
@@ -115,6 +115,7 @@ where
 
     fn apply_defaults(&mut self) {
         Defaults::apply_defaults(self);
+        Defaults::prepare_for_create(self);
     }
 
     fn admit(&mut self, admission: &Admission) {
@@ -138,6 +139,16 @@ fn boxed<K: NewObject + 'static>(
 ) -> Result<(Box<dyn NewObject>, Vec<String>), ApiError> {
     let (typed, warnings) = decoded?;
     Ok((Box::new(typed), warnings))
+}
+
+/// A decoded object of an update or patch with its kind's defaults filled
+/// in, as Kubernetes defaults every object it decodes.
+fn defaulted<K: Defaults>(
+    decoded: Result<(K, Vec<String>), ApiError>,
+) -> Result<(K, Vec<String>), ApiError> {
+    let (mut typed, warnings) = decoded?;
+    typed.apply_defaults();
+    Ok((typed, warnings))
 }
 
 /// A decoded object back as its normalized JSON value.
@@ -164,7 +175,7 @@ where
         value: Value,
         validation: FieldValidation,
     ) -> Result<(Value, Vec<String>), ApiError> {
-        untyped(decode_typed::<K>(value, validation))
+        untyped(defaulted(decode_typed::<K>(value, validation)))
     }
 
     fn normalize_body(
@@ -172,7 +183,7 @@ where
         parsed: ParsedBody,
         validation: FieldValidation,
     ) -> Result<(Value, Vec<String>), ApiError> {
-        untyped(decode_body::<K>(parsed, validation))
+        untyped(defaulted(decode_body::<K>(parsed, validation)))
     }
 
     fn normalize_patched(
@@ -180,7 +191,7 @@ where
         value: Value,
         validation: FieldValidation,
     ) -> Result<(Value, Vec<String>), ApiError> {
-        untyped(decode_patched::<K>(value, validation))
+        untyped(defaulted(decode_patched::<K>(value, validation)))
     }
 
     fn decode_new(
