@@ -48,6 +48,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
+#[path = "support/markdown.rs"]
+mod markdown;
+use markdown::write_section;
+
 /// The allocator of the `skiff` binary, so the child server runs as it does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -1206,22 +1210,4 @@ fn report(samples: &Samples, stored_bytes: usize) {
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[index]
-}
-
-/// Replaces (or appends) the section between `<!-- NAME:start -->` and
-/// `<!-- NAME:end -->` in a markdown file.
-fn write_section(path: &str, name: &str, body: &str) {
-    let start = format!("<!-- {name}:start -->");
-    let end = format!("<!-- {name}:end -->");
-    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| {
-        "# Benchmarks\n\nNumbers from `make bench`, newest run of each benchmark.\n".into()
-    });
-    let block = format!("{start}\n{body}{end}");
-    let updated = match (existing.find(&start), existing.find(&end)) {
-        (Some(s), Some(e)) if e > s => {
-            format!("{}{block}{}", &existing[..s], &existing[e + end.len()..])
-        }
-        _ => format!("{}\n{block}\n", existing.trim_end()),
-    };
-    std::fs::write(path, updated).expect("write benchmark results");
 }
