@@ -135,6 +135,9 @@ pub fn error_policy(service: Arc<Service>, error: &ControllerError, _: Arc<Conte
     Action::requeue(ERROR_REQUEUE)
 }
 
+/// What endpoints of one slice share: address type and ports.
+type SliceKey = (String, Vec<SlicePort>);
+
 /// One address of the Service.
 #[derive(Clone, Debug, PartialEq)]
 struct Member {
@@ -198,7 +201,7 @@ impl Desired {
         }
 
         // Slices: per address type and port set, at most 100 endpoints each.
-        let mut groups: Vec<((String, Vec<SlicePort>), Vec<Endpoint>)> = Vec::new();
+        let mut groups: Vec<(SliceKey, Vec<Endpoint>)> = Vec::new();
         for member in &members {
             let address_type = if member.ip.contains(':') {
                 "IPv6"

@@ -37,6 +37,7 @@ use tokio::sync::Notify;
 
 use super::ControllerError;
 use super::informer::Change;
+use super::pods::owner_references_patch;
 
 /// Items worked on at once.
 const WORKERS: usize = 4;
@@ -508,7 +509,7 @@ impl Collector {
         ) else {
             return Ok(());
         };
-        let patch = json!({ "metadata": { "ownerReferences": kept, "uid": object.uid } });
+        let patch = json!({ "metadata": { "ownerReferences": owner_references_patch(kept), "uid": object.uid } });
         ignore_gone(
             api.patch(&object.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await

@@ -128,6 +128,11 @@ async fn lead(client: Client, options: &ControllerOptions) {
         "skiff-controller-manager",
         &options.identity,
     );
+    let (scheduler_recorder, scheduler_recorder_task) = Recorder::new(
+        client.clone(),
+        crate::scheduler::SCHEDULER_NAME,
+        &options.identity,
+    );
 
     // The garbage collector's view: every kind that owns or is owned.
     let mut kinds = garbage_collector::Kinds::default();
@@ -204,33 +209,55 @@ async fn lead(client: Client, options: &ControllerOptions) {
             // Controllers act on complete caches only.
             synced.clone().await;
             tracing::info!("caches synced; controllers running");
-            futures::future::join4(
-                replica_set::run(
+            futures::future::join(
+                deployment::run(
                     client.clone(),
-                    pods.clone(),
+                    deployments.clone(),
                     replica_sets.clone(),
-                    recorder.clone(),
-                ),
-                endpoints::run(
-                    client.clone(),
-                    services.clone(),
-                    pods.clone(),
-                    endpoints.clone(),
-                    slices.clone(),
-                ),
-                node_lifecycle::run(
-                    client.clone(),
-                    nodes.clone(),
-                    leases.clone(),
                     pods.clone(),
                     recorder.clone(),
-                    options.clone(),
                 ),
-                garbage_collector::run(client.clone(), kinds, graph_changes, synced.clone()),
+                futures::future::join5(
+                    crate::scheduler::run(
+                        client.clone(),
+                        pods.clone(),
+                        nodes.clone(),
+                        runtime_classes.clone(),
+                        scheduler_recorder,
+                    ),
+                    replica_set::run(
+                        client.clone(),
+                        pods.clone(),
+                        replica_sets.clone(),
+                        recorder.clone(),
+                    ),
+                    endpoints::run(
+                        client.clone(),
+                        services.clone(),
+                        pods.clone(),
+                        endpoints.clone(),
+                        slices.clone(),
+                    ),
+                    node_lifecycle::run(
+                        client.clone(),
+                        nodes.clone(),
+                        leases.clone(),
+                        pods.clone(),
+                        recorder.clone(),
+                        options.clone(),
+                    ),
+                    garbage_collector::run(client.clone(), kinds, graph_changes, synced.clone()),
+                ),
             )
             .await;
             drop((deployments, runtime_classes, config_maps, secrets, recorder));
         }
     };
-    futures::future::join3(informers, controllers, recorder_task).await;
+    futures::future::join4(
+        informers,
+        controllers,
+        recorder_task,
+        scheduler_recorder_task,
+    )
+    .await;
 }

@@ -89,9 +89,12 @@ fn ready_status(node: &Node) -> Option<&str> {
         .map(|c| c.status.as_str())
 }
 
+/// A node's heartbeats: the Ready condition's and the lease's.
+type Heartbeat = (Option<String>, Option<String>);
+
 /// The latest heartbeat the node or its lease carry, as text (compared
 /// for change only).
-fn heartbeat(node: &Node, lease: Option<&Lease>) -> (Option<String>, Option<String>) {
+fn heartbeat(node: &Node, lease: Option<&Lease>) -> Heartbeat {
     let condition = node
         .status
         .as_ref()
@@ -154,7 +157,7 @@ async fn monitor(
     grace: Duration,
 ) {
     // Per node: the last heartbeat seen and when it was first seen.
-    let mut seen: HashMap<String, ((Option<String>, Option<String>), Instant)> = HashMap::new();
+    let mut seen: HashMap<String, (Heartbeat, Instant)> = HashMap::new();
     let mut ticks = tokio::time::interval(MONITOR_PERIOD);
     loop {
         ticks.tick().await;

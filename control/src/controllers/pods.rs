@@ -32,6 +32,16 @@ pub fn owner_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferen
     }
 }
 
+/// ownerReferences as a merge-patch value: `null` (removed) when empty,
+/// as Kubernetes omits an empty list.
+pub fn owner_references_patch<T: serde::Serialize>(references: &[T]) -> serde_json::Value {
+    if references.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(references)
+    }
+}
+
 /// Not finished and not being deleted (Kubernetes' `IsPodActive`).
 pub fn is_active(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -175,7 +185,7 @@ mod tests {
 
     #[test]
     fn deletion_prefers_unscheduled_then_pending_then_not_ready_then_newest_ready() {
-        let mut pods = vec![
+        let mut pods = [
             pod("ready-old", Some("n"), "Running", Some(1000)),
             pod("ready-new", Some("n"), "Running", Some(2000)),
             pod("running-not-ready", Some("n"), "Running", None),

@@ -224,10 +224,9 @@ async fn claim_pods(rs: &ReplicaSet, context: &Context) -> Result<Vec<Arc<Pod>>,
                     && rs.metadata.deletion_timestamp.is_none()
                     && pod.metadata.deletion_timestamp.is_none()
                     && pods::is_active(&pod)
+                    && adopt(&api, rs, &pod).await?
                 {
-                    if adopt(&api, rs, &pod).await? {
-                        owned.push(pod);
-                    }
+                    owned.push(pod);
                 }
             }
         }
@@ -271,7 +270,7 @@ async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), ControllerE
         .collect();
     let patch = json!({
         "metadata": {
-            "ownerReferences": references,
+            "ownerReferences": pods::owner_references_patch(&references),
             "uid": pod.uid(),
             "resourceVersion": pod.resource_version(),
         }
