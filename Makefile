@@ -49,6 +49,7 @@ test: deps build-examples
 bench: deps
 	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench store
 	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench api
+	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench scheduler
 
 fmt:
 	$(CARGO) fmt --all

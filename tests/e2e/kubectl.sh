@@ -253,16 +253,18 @@ has '^Name: +hello$' '^Namespace: +default$' '^Labels: +app=hello$' '^Events:'
 # --- delete -------------------------------------------------------------------
 run "delete by label" k delete configmap -l app=web
 is 'configmap "app-config" deleted'
-# Orphaning and foreground deletion are finished by the garbage collector,
-# which is not in this server yet: the objects are marked with the
-# finalizer, as Kubernetes marks them, and go once it is removed.
-run "delete --cascade=orphan" k delete deployment web --cascade=orphan --wait=false
+# The garbage collector finishes orphaning: the Deployment goes, its
+# ReplicaSets stay without an owner (and are then deleted by label, their
+# pods following them in the background).
+run "delete --cascade=orphan" k delete deployment web --cascade=orphan --timeout=30s
 is 'deployment.apps "web" deleted'
-run "marked for orphaning" k get deployment web -o 'jsonpath={.metadata.finalizers} {.metadata.deletionTimestamp}'
-has '^\["orphan"\] [0-9]{4}-'
-run "finish the orphaning" k patch deployment web --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]'
 refuse "gone once orphaned" k get deployment web
 has 'NotFound'
+run "its ReplicaSets stay, ownerless" k get rs -l app=web -o 'jsonpath={range .items[*]}{.metadata.name}={.metadata.ownerReferences}{"\n"}{end}'
+has '^web-[a-z0-9]+=$'
+run "delete the orphans" k delete rs -l app=web --timeout=30s
+has '^replicaset\.apps "web-[a-z0-9]+" deleted$'
+run "their pods follow" k wait --for=delete pod -l app=web --timeout=30s
 run "delete --cascade=background" k delete service web --cascade=background
 is 'service "web" deleted'
 run "delete --all" k delete pods --all -n e2e
@@ -271,12 +273,9 @@ run "delete a namespace" k delete namespace e2e --timeout=30s
 is 'namespace "e2e" deleted'
 refuse "get what was deleted" k get namespace e2e
 has 'NotFound'
-run "delete --cascade=foreground" k delete pod hello --cascade=foreground --wait=false
+run "delete --cascade=foreground" k delete pod hello --cascade=foreground --timeout=30s
 is 'pod "hello" deleted'
-run "marked, not gone" k get pod hello -o 'jsonpath={.metadata.finalizers} {.metadata.deletionTimestamp}'
-has '^\["foregroundDeletion"\] [0-9]{4}-'
-run "remove the finalizer" k patch pod hello --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]'
-refuse "gone once its finalizer is" k get pod hello
+refuse "gone once the collector finished" k get pod hello
 has 'NotFound'
 run "nothing left" k get all -o name
 is ""

@@ -35,14 +35,19 @@ pub async fn start_server() -> (TempDir, RunningServer) {
 }
 
 pub async fn start_in(data_dir: &Path, listen: SocketAddr) -> RunningServer {
-    start(
+    start_with(
         ServerOptions::default()
             .data_dir(data_dir)
             .listen(listen)
             .shutdown_grace(Duration::from_secs(10)),
     )
     .await
-    .unwrap_or_else(|error| panic!("start: {}", error_chain(&error)))
+}
+
+pub async fn start_with(options: ServerOptions) -> RunningServer {
+    start(options)
+        .await
+        .unwrap_or_else(|error| panic!("start: {}", error_chain(&error)))
 }
 
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -13,11 +14,12 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use skiff_control::apiserver::auth::Identity;
-use skiff_control::server::RunningServer;
+use skiff_control::controllers::ControllerOptions;
+use skiff_control::server::{RunningServer, ServerOptions};
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::server_bootstrap::start_server;
+use crate::server_bootstrap::start_with;
 
 /// A server, its plain-HTTP front, kubectl's cache dir and a work dir for
 /// manifests.
@@ -79,8 +81,23 @@ impl Kubectl {
 }
 
 impl Cluster {
+    /// The API alone (no scheduler or controllers changing what tests
+    /// create), for tests of what the API and kubectl show.
     pub async fn start() -> Self {
-        let (data, server) = start_server().await;
+        Self::start_with(None).await
+    }
+
+    /// With the scheduler and controllers, as `skiff server` runs.
+    pub async fn start_with(controllers: Option<ControllerOptions>) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let server = start_with(
+            ServerOptions::default()
+                .data_dir(data.path().join("data"))
+                .listen("127.0.0.1:0".parse().unwrap())
+                .shutdown_grace(Duration::from_secs(10))
+                .controllers(controllers),
+        )
+        .await;
         let routes =
             axum::Router::new().fallback_service(server.in_process_service(Identity::Admin));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -169,6 +186,11 @@ impl Cluster {
             run.args, output.status, run.stdout, run.stderr
         );
         run
+    }
+
+    /// A kube-rs client into the server, as the admin, without TCP.
+    pub fn client(&self) -> kube::Client {
+        skiff_sdk::client::in_process(self.server.in_process_service(Identity::Admin), "default")
     }
 
     pub async fn stop(self) {
