@@ -57,6 +57,25 @@ pub struct ServerArgs {
     /// TLS-terminating proxy or for local experiments.
     #[arg(long)]
     pub insecure_http: bool,
+
+    /// How long a pod stays on a node whose Ready condition is False
+    /// before it is evicted, unless it says otherwise (the toleration
+    /// added to every pod, as kube-apiserver's flag of the same name).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+
+    /// The same for a node that stopped reporting (unreachable).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
+
+    /// How long a node may go without a heartbeat before it is marked
+    /// `Ready=Unknown` and tainted unreachable.
+    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
+
+    /// The range node pod CIDRs are allocated from.
+    #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16", value_parser = parse_cluster_cidr)]
+    pub cluster_cidr: String,
 }
 
 /// Flags of `skiff agent`.
@@ -88,6 +107,13 @@ pub struct AgentArgs {
         value_parser = parse_label
     )]
     pub labels: Vec<(String, String)>,
+}
+
+/// An IPv4 CIDR that /24 node ranges can be carved from.
+fn parse_cluster_cidr(text: &str) -> Result<String, String> {
+    skiff_control::controllers::node_lifecycle::CidrAllocator::new(text, 24)
+        .map(|_| text.to_owned())
+        .map_err(|error| error.to_string())
 }
 
 /// Parses `--store etcd://host:port[,host:port...][/prefix]` with the

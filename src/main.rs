@@ -7,9 +7,12 @@ mod data_dir;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use skiff_control::apiserver::defaults::Admission;
+use skiff_control::controllers::ControllerOptions;
 use skiff_control::server::{LocalAgent, ServerOptions, StoreBackend, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -48,7 +51,17 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Server(args) => {
             let data_dir = resolve_data_dir(args.data_dir)?;
+            let controllers = ControllerOptions {
+                node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
+                cluster_cidr: args.cluster_cidr.clone(),
+                ..ControllerOptions::default()
+            };
             let options = ServerOptions::default()
+                .controllers(Some(controllers))
+                .admission(Admission {
+                    not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+                    unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+                })
                 .data_dir(data_dir)
                 .listen(args.listen)
                 .store(match args.store {

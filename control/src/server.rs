@@ -57,6 +57,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::apiserver::auth::{self, Authenticator, Identity, InProcessService};
+use crate::apiserver::defaults::Admission;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::handlers::Api;
 use crate::apiserver::health::Health;
@@ -116,6 +117,7 @@ pub struct ServerOptions {
     local_agent: LocalAgent,
     shutdown_grace: Duration,
     controllers: Option<ControllerOptions>,
+    admission: Admission,
 }
 
 impl Default for ServerOptions {
@@ -131,6 +133,7 @@ impl Default for ServerOptions {
             local_agent: LocalAgent::Enabled,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             controllers: Some(ControllerOptions::default()),
+            admission: Admission::default(),
         }
     }
 }
@@ -178,6 +181,13 @@ impl ServerOptions {
     /// The identity defaults to the host name plus a random suffix.
     pub fn controllers(mut self, controllers: Option<ControllerOptions>) -> Self {
         self.controllers = controllers;
+        self
+    }
+
+    /// What admission adds to new objects (the default tolerations of
+    /// pods for not-ready and unreachable nodes).
+    pub fn admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
         self
     }
 }
@@ -398,6 +408,7 @@ async fn prepare(
     let store: Arc<dyn Store> = Arc::new(MeteredStore::new(raw_store, metrics.clone()));
     let health = Health::new(store.clone());
     let api = Api::new(store.clone());
+    api.set_admission(options.admission);
     api.bootstrap().await.map_err(ServerError::Bootstrap)?;
     let authenticator = Arc::new(Authenticator::new(&admin_token, &node_token));
     let routes = Router::new()
