@@ -13,7 +13,8 @@
 //!
 //! Run with `cargo bench -p skiff-control --bench scheduler`;
 //! `SKIFF_BENCH_NODES=1000` (a comma-separated list) picks the node counts,
-//! e.g. to profile one of them.
+//! e.g. to profile one of them; `SKIFF_BENCH_SCHEDULER_PART=placement` runs
+//! the placement part only.
 
 use std::time::Instant;
 
@@ -42,6 +43,10 @@ const IMAGES: usize = 40;
 
 fn main() {
     let placement = placement_bench();
+    if std::env::var("SKIFF_BENCH_SCHEDULER_PART").as_deref() == Ok("placement") {
+        println!("{placement}");
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

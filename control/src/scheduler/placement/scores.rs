@@ -194,20 +194,22 @@ fn least_allocated(req: &Requirements, node: &NodeEntry) -> i64 {
     let resources = [
         (
             allocatable.milli_cpu,
+            node.inverse_capacity[0],
             used.non_zero_milli_cpu + wanted.non_zero_milli_cpu,
         ),
         (
             allocatable.memory,
+            node.inverse_capacity[1],
             used.non_zero_memory + wanted.non_zero_memory,
         ),
     ];
     let (mut score, mut weight) = (0, 0);
-    for (capacity, requested) in resources {
+    for (capacity, inverse, requested) in resources {
         if capacity == 0 {
             continue;
         }
         if requested <= capacity {
-            score += percent_floor(capacity - requested, capacity);
+            score += percent_floor_by_inverse(capacity - requested, inverse);
         }
         weight += 1;
     }
@@ -218,15 +220,32 @@ fn least_allocated(req: &Requirements, node: &NodeEntry) -> i64 {
     }
 }
 
+/// `floor(100 × part / whole)` given `1 / whole`: the product is within a
+/// few ulps (≤ 5·10⁻¹⁴ at 100) of the exact quotient, and an exact
+/// quotient short of an integer falls short by at least `1 / whole`, so
+/// adding 10⁻¹³ before truncating gives the integer result for every
+/// `whole` below 10¹³ (memory below 9 TiB; beyond, a score may be 1 off).
+fn percent_floor_by_inverse(part: i64, inverse: f64) -> i64 {
+    (part as f64 * inverse * MAX_NODE_SCORE as f64 + 1e-13) as i64
+}
+
 /// BalancedAllocation over cpu and memory with the actual requests:
 /// `(1 − |cpu fraction − memory fraction| / 2) × 100`, fractions capped at 1.
 fn balanced_allocation(req: &Requirements, node: &NodeEntry) -> i64 {
     let (allocatable, used, wanted) = (&node.allocatable, &node.usage.requested, &req.requests);
-    let fraction = |capacity: i64, requested: i64| {
-        (capacity != 0).then(|| (requested as f64 / capacity as f64).min(1.0))
+    let fraction = |capacity: i64, inverse: f64, requested: i64| {
+        (capacity != 0).then(|| (requested as f64 * inverse).min(1.0))
     };
-    let cpu = fraction(allocatable.milli_cpu, used.milli_cpu + wanted.milli_cpu);
-    let memory = fraction(allocatable.memory, used.memory + wanted.memory);
+    let cpu = fraction(
+        allocatable.milli_cpu,
+        node.inverse_capacity[0],
+        used.milli_cpu + wanted.milli_cpu,
+    );
+    let memory = fraction(
+        allocatable.memory,
+        node.inverse_capacity[1],
+        used.memory + wanted.memory,
+    );
     let deviation = match (cpu, memory) {
         (Some(cpu), Some(memory)) => ((cpu - memory) / 2.0).abs(),
         _ => 0.0,

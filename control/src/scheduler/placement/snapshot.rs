@@ -69,6 +69,9 @@ pub(super) struct NodeEntry {
     pub allocatable: Resources,
     /// `status.allocatable["pods"]`.
     pub allocatable_pods: i64,
+    /// `1 / allocatable cpu` and `1 / allocatable memory` (0 when there is
+    /// none), so that scoring multiplies instead of dividing.
+    pub inverse_capacity: [f64; 2],
     /// Ids of the images in `status.images`, sorted.
     pub images: Vec<u32>,
     /// Bit `id % 128` set for each of `images`: most lookups of an image
@@ -335,6 +338,7 @@ impl NodeEntry {
                 .flatten()
                 .filter_map(NodeTaint::new)
                 .collect(),
+            inverse_capacity: [0.0; 2],
             allocatable: Resources::from_list(allocatable, false),
             allocatable_pods,
             image_mask: images.iter().fold(0, |mask, &id| mask | mask_bit(id)),
@@ -342,6 +346,22 @@ impl NodeEntry {
             zone,
             usage,
         }
+        .with_inverse_capacity()
+    }
+
+    fn with_inverse_capacity(mut self) -> Self {
+        let inverse = |capacity: i64| {
+            if capacity > 0 {
+                1.0 / capacity as f64
+            } else {
+                0.0
+            }
+        };
+        self.inverse_capacity = [
+            inverse(self.allocatable.milli_cpu),
+            inverse(self.allocatable.memory),
+        ];
+        self
     }
 }
 
