@@ -1,10 +1,11 @@
 //! The shared vocabulary of skiff: API types, skiff's well-known labels,
-//! annotations and RuntimeClass names, and (in later steps) the typed client
-//! and the runtime trait that runtimes implement.
+//! annotations and RuntimeClass names, the typed client, and the runtime trait
+//! that runtimes implement (`runtime`).
 //!
 //! Architecture invariant: this crate depends on no server and no runtime crate.
 
 pub mod client;
 pub mod labels;
 pub mod quantity;
+pub mod runtime;
 pub mod runtime_class;
