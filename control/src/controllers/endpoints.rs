@@ -28,7 +28,7 @@ use kube::{Client, ResourceExt as _};
 
 use super::ControllerError;
 use super::informer::Informer;
-use super::pods::{self, owner_reference};
+use super::pods::{self, landed, owner_reference};
 
 /// Label naming the Service an EndpointSlice belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -342,11 +342,7 @@ async fn sync_endpoints(
             {
                 updated.metadata.owner_references = Some(vec![owner_reference(service)]);
             }
-            ignore_conflict(
-                api.replace(&name, &PostParams::default(), &updated)
-                    .await
-                    .map(drop),
-            )
+            landed(api.replace(&name, &PostParams::default(), &updated).await).map(drop)
         }
         None => {
             let endpoints = Endpoints {
@@ -359,11 +355,7 @@ async fn sync_endpoints(
                 },
                 subsets,
             };
-            ignore_conflict(
-                api.create(&PostParams::default(), &endpoints)
-                    .await
-                    .map(drop),
-            )
+            landed(api.create(&PostParams::default(), &endpoints).await).map(drop)
         }
     }
 }
@@ -409,11 +401,11 @@ async fn sync_slices(
                 updated.ports = ports;
                 updated.endpoints = endpoints;
                 updated.metadata.labels = Some(labels.clone());
-                ignore_conflict(
+                landed(
                     api.replace(&slice.name_any(), &PostParams::default(), &updated)
-                        .await
-                        .map(drop),
-                )?;
+                        .await,
+                )
+                .map(drop)?;
             }
             None => {
                 let slice = EndpointSlice {
@@ -443,13 +435,4 @@ async fn sync_slices(
         }
     }
     Ok(())
-}
-
-/// A conflict means the cache was stale; the write's own event triggers
-/// another reconcile.
-fn ignore_conflict(result: Result<(), kube::Error>) -> Result<(), ControllerError> {
-    match result {
-        Err(kube::Error::Api(status)) if matches!(status.code, 409 | 404) => Ok(()),
-        other => other.map_err(ControllerError::from),
-    }
 }

@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 
 use super::ControllerError;
 use super::informer::Change;
-use super::pods::owner_references_patch;
+use super::pods::{landed, owner_references_patch};
 
 /// Items worked on at once.
 const WORKERS: usize = 4;
@@ -472,7 +472,7 @@ impl Collector {
             &self.client,
             &reference.api_version,
             &reference.kind,
-            &owner_namespace(&self.kinds, dependent, reference),
+            &owner_namespace(dependent, reference),
         ) else {
             // A kind nobody serves here cannot own anything that exists.
             return Ok(OwnerState::Dangling);
@@ -510,11 +510,11 @@ impl Collector {
             return Ok(());
         };
         let patch = json!({ "metadata": { "ownerReferences": owner_references_patch(kept), "uid": object.uid } });
-        ignore_gone(
+        landed(
             api.patch(&object.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(drop),
+                .await,
         )
+        .map(drop)
     }
 
     async fn remove_finalizer(
@@ -549,11 +549,11 @@ impl Collector {
             "finalizers": finalizers,
             "resourceVersion": current.metadata.resource_version,
         }});
-        ignore_gone(
+        landed(
             api.patch(&object.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(drop),
+                .await,
         )
+        .map(drop)
     }
 
     async fn delete(
@@ -578,7 +578,7 @@ impl Collector {
             }),
             ..DeleteParams::default()
         };
-        ignore_gone(api.delete(&object.name, &params).await.map(drop))
+        landed(api.delete(&object.name, &params).await).map(drop)
     }
 }
 
@@ -592,21 +592,11 @@ enum OwnerState {
 }
 
 /// Owners live in the dependent's namespace, or are cluster-scoped.
-fn owner_namespace(kinds: &Kinds, dependent: &GraphObject, reference: &OwnerReference) -> String {
+fn owner_namespace(dependent: &GraphObject, reference: &OwnerReference) -> String {
     const CLUSTER_SCOPED: [&str; 4] = ["Node", "Namespace", "RuntimeClass", "PersistentVolume"];
-    let _ = kinds;
     if CLUSTER_SCOPED.contains(&reference.kind.as_str()) {
         String::new()
     } else {
         dependent.namespace.clone()
-    }
-}
-
-/// 404 (gone already) and 409 (changed meanwhile: the item is requeued by
-/// the change's own event) are not failures.
-fn ignore_gone(result: Result<(), kube::Error>) -> Result<(), ControllerError> {
-    match result {
-        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
-        other => other.map_err(ControllerError::from),
     }
 }

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 
 use super::events::Recorder;
 use super::informer::{Change, Informer};
+use super::pods::node_of;
 use super::{ControllerError, ControllerOptions};
 use crate::apiserver::defaults::{TAINT_NOT_READY, TAINT_UNREACHABLE};
 
@@ -256,7 +257,7 @@ async fn mark_pods_not_ready(client: &Client, node: &str, pods: &Store<Pod>) {
     for pod in pods
         .state()
         .into_iter()
-        .filter(|p| bound_to(p) == Some(node))
+        .filter(|p| node_of(p) == Some(node))
     {
         let ready = pod
             .status
@@ -284,14 +285,6 @@ async fn mark_pods_not_ready(client: &Client, node: &str, pods: &Store<Pod>) {
             tracing::debug!(pod = %pod.name_any(), %error, "marking a pod not ready failed");
         }
     }
-}
-
-fn bound_to(pod: &Pod) -> Option<&str> {
-    pod.spec
-        .as_ref()?
-        .node_name
-        .as_deref()
-        .filter(|n| !n.is_empty())
 }
 
 // ---------------------------------------------------------------- eviction
@@ -376,7 +369,7 @@ async fn evict(
         let key_of = |p: &Pod| (p.namespace().unwrap_or_default(), p.name_any());
         let (namespace, name) = key_of(pod);
         due.retain(|(_, ns, n), _| !(ns == &namespace && n == &name));
-        let Some(node) = bound_to(pod) else { return };
+        let Some(node) = node_of(pod) else { return };
         if pod.metadata.deletion_timestamp.is_some() {
             return;
         }
@@ -390,7 +383,7 @@ async fn evict(
                 let Some(change) = change else { return };
                 if let Change::Applied(node) = change {
                     let name = node.name_any();
-                    for pod in pod_store.state().iter().filter(|p| bound_to(p) == Some(name.as_str())) {
+                    for pod in pod_store.state().iter().filter(|p| node_of(p) == Some(name.as_str())) {
                         schedule(pod, &mut due);
                     }
                 }
@@ -412,7 +405,10 @@ async fn evict(
                         break;
                     }
                     let ((_, namespace, name), uid) = entry.remove_entry();
-                    let Some(pod) = pod_store.find(|p| p.uid().as_deref() == Some(uid.as_str())) else {
+                    let Some(pod) = pod_store
+                        .get(&ObjectRef::new(&name).within(&namespace))
+                        .filter(|p| p.uid().as_deref() == Some(uid.as_str()))
+                    else {
                         continue;
                     };
                     recorder.normal(&*pod, "TaintManagerEviction", format!("Marking for deletion Pod {namespace}/{name}"));
@@ -444,7 +440,7 @@ async fn collect_orphans(client: Client, nodes: Store<Node>, pods: Store<Pod>) {
         let known: HashSet<String> = nodes.state().iter().map(|n| n.name_any()).collect();
         let mut now_suspect = HashSet::new();
         for pod in pods.state() {
-            let Some(node) = bound_to(&pod) else { continue };
+            let Some(node) = node_of(&pod) else { continue };
             if known.contains(node) {
                 continue;
             }

@@ -7,7 +7,11 @@ use std::cmp::Ordering;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use std::fmt::Debug;
+
+use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt as _};
+use serde::de::DeserializeOwned;
 
 use super::ControllerError;
 
@@ -30,6 +34,52 @@ pub fn owner_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferen
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
+}
+
+/// Whether a write landed: `Ok(false)` when the object is gone (404) or
+/// changed meanwhile (409) — the change's own event brings another
+/// reconcile, so neither is a failure.
+pub fn landed<T>(result: Result<T, kube::Error>) -> Result<bool, ControllerError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Replaces `object`'s ownerReferences with `references`, guarded by the
+/// uid and resourceVersion it was read with; `Ok(false)` if it changed or
+/// went meanwhile.
+pub async fn set_owner_references<K>(
+    api: &Api<K>,
+    object: &K,
+    references: &[&OwnerReference],
+) -> Result<bool, ControllerError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let meta = object.meta();
+    let patch = serde_json::json!({
+        "metadata": {
+            "ownerReferences": owner_references_patch(references),
+            "uid": meta.uid,
+            "resourceVersion": meta.resource_version,
+        }
+    });
+    let name = meta.name.clone().unwrap_or_default();
+    landed(
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await,
+    )
+}
+
+/// The node a pod is bound to, if any.
+pub fn node_of(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
 }
 
 /// ownerReferences as a merge-patch value: `null` (removed) when empty,

@@ -236,57 +236,20 @@ async fn claim_pods(rs: &ReplicaSet, context: &Context) -> Result<Vec<Arc<Pod>>,
 
 /// Makes `rs` the controller of `pod`; false if the pod changed meanwhile.
 async fn adopt(api: &Api<Pod>, rs: &ReplicaSet, pod: &Pod) -> Result<bool, ControllerError> {
-    let mut references = pod.metadata.owner_references.clone().unwrap_or_default();
-    references.push(owner_reference(rs));
-    let patch = json!({
-        "metadata": {
-            "ownerReferences": references,
-            "uid": pod.uid(),
-            "resourceVersion": pod.resource_version(),
-        }
-    });
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(false),
-        Err(error) => Err(error.into()),
-    }
+    let owner = owner_reference(rs);
+    let mut references: Vec<_> = pod.owner_references().iter().collect();
+    references.push(&owner);
+    pods::set_owner_references(api, pod, &references).await
 }
 
 /// Removes `uid`'s ownerReference from `pod`.
 async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), ControllerError> {
-    let references: Vec<_> = pod
-        .metadata
-        .owner_references
+    let kept: Vec<_> = pod
+        .owner_references()
         .iter()
-        .flatten()
-        .filter(|reference| reference.uid != uid)
+        .filter(|o| o.uid != uid)
         .collect();
-    let patch = json!({
-        "metadata": {
-            "ownerReferences": pods::owner_references_patch(&references),
-            "uid": pod.uid(),
-            "resourceVersion": pod.resource_version(),
-        }
-    });
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
-        Err(error) => Err(error.into()),
-    }
+    pods::set_owner_references(api, pod, &kept).await.map(drop)
 }
 
 /// Creates or deletes pods so that `want` are active.

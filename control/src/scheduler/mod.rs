@@ -193,10 +193,7 @@ fn node_fingerprint(node: &Node) -> String {
 }
 
 fn is_bound(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .is_some_and(|n| !n.is_empty())
+    crate::controllers::pods::node_of(pod).is_some()
 }
 
 fn is_ours(pod: &Pod) -> bool {

@@ -20,7 +20,7 @@ use super::{Action, Observed, plan, resolve_create_conflict};
 use crate::controllers::ControllerError;
 use crate::controllers::events::Recorder;
 use crate::controllers::informer::Informer;
-use crate::controllers::pods::{controller_of, owner_reference, owner_references_patch};
+use crate::controllers::pods::{controller_of, landed, owner_reference, set_owner_references};
 
 /// Re-check after an error.
 const ERROR_REQUEUE: Duration = Duration::from_secs(5);
@@ -123,7 +123,7 @@ pub async fn reconcile(
                         .iter()
                         .filter(|o| o.uid != uid)
                         .collect();
-                    patch_owners(&sets_api, &rs, owner_references_patch(&kept)).await?;
+                    set_owner_references(&sets_api, &*rs, &kept).await?;
                 }
             }
             Some(_) => {}
@@ -131,10 +131,12 @@ pub async fn reconcile(
                 && deployment.metadata.deletion_timestamp.is_none()
                 && rs.metadata.deletion_timestamp.is_none() =>
             {
-                let mut references = rs.owner_references().to_vec();
-                references.push(owner_reference(&*deployment));
-                patch_owners(&sets_api, &rs, json!(references)).await?;
-                owned.push(rs);
+                let owner = owner_reference(&*deployment);
+                let mut references: Vec<_> = rs.owner_references().iter().collect();
+                references.push(&owner);
+                if set_owner_references(&sets_api, &*rs, &references).await? {
+                    owned.push(rs);
+                }
             }
             None => {}
         }
@@ -165,6 +167,7 @@ pub async fn reconcile(
     };
 
     let deployments_api: Api<Deployment> = Api::namespaced(context.client.clone(), &namespace);
+    let mut resource_version = deployment.metadata.resource_version.clone();
     for action in plan.actions {
         match action {
             Action::CreateReplicaSet(rs) => {
@@ -259,27 +262,25 @@ pub async fn reconcile(
             }
             Action::UpdateDeploymentAnnotations(annotations) => {
                 let patch = json!({ "metadata": { "annotations": annotations } });
-                deployments_api
+                let patched = deployments_api
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
+                resource_version = patched.metadata.resource_version;
             }
             Action::UpdateDeploymentStatus(status) => {
-                // The whole status, guarded by the resourceVersion read: a
-                // replace, so that counts that dropped to zero disappear.
-                let current = deployments_api.get_status(&name).await?;
-                let updated = Deployment {
+                // The whole status, guarded by the resourceVersion this
+                // reconcile read or last wrote: a replace, so that counts
+                // that dropped to zero disappear.
+                let mut updated = Deployment {
                     status: Some(*status),
-                    ..current
+                    ..(*deployment).clone()
                 };
-                match deployments_api
+                updated.metadata.resource_version = resource_version.clone();
+                let replaced = deployments_api
                     .replace_status(&name, &PostParams::default(), &updated)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {
-                        return Ok(Requeue::requeue(Duration::from_millis(200)));
-                    }
-                    Err(error) => return Err(error.into()),
+                    .await;
+                if !landed(replaced)? {
+                    return Ok(Requeue::requeue(Duration::from_millis(200)));
                 }
             }
         }
@@ -297,29 +298,4 @@ pub fn error_policy(
 ) -> Requeue {
     tracing::debug!(deployment = %deployment.name_any(), %error, "deployment sync failed");
     Requeue::requeue(ERROR_REQUEUE)
-}
-
-async fn patch_owners(
-    api: &Api<ReplicaSet>,
-    rs: &ReplicaSet,
-    references: serde_json::Value,
-) -> Result<(), ControllerError> {
-    let patch = json!({
-        "metadata": {
-            "ownerReferences": references,
-            "resourceVersion": rs.resource_version(),
-        }
-    });
-    match api
-        .patch(
-            &rs.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
-        Err(error) => Err(error.into()),
-    }
 }
