@@ -25,6 +25,13 @@ pub enum Command {
     Server(ServerArgs),
     /// Run a node agent that joins the cluster of a server.
     Agent(AgentArgs),
+    /// Push a Wasm component or module to an OCI registry, as a Wasm OCI
+    /// artifact (config application/vnd.wasm.config.v0+json, one
+    /// application/wasm layer).
+    Push(PushArgs),
+    /// Fetch the Wasm binary of an OCI reference (a Wasm artifact, or an
+    /// image whose single tar layer holds one .wasm file) into a file.
+    Pull(PullArgs),
     /// Print the version.
     Version,
 }
@@ -107,6 +114,60 @@ pub struct AgentArgs {
         value_parser = parse_label
     )]
     pub labels: Vec<(String, String)>,
+}
+
+/// Flags of `skiff push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The .wasm file to push.
+    #[arg(value_name = "FILE.wasm")]
+    pub file: PathBuf,
+
+    /// Where to push it, e.g. registry.example:5000/apps/hello:v1.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+
+    /// How to reach the registry.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Flags of `skiff pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// What to fetch, e.g. registry.example:5000/apps/hello:v1 or
+    /// registry.example:5000/apps/hello@sha256:<hex>.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+
+    /// The file to write [default: the last path segment of the repository
+    /// plus .wasm, in the current directory].
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// How to reach the registry.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Registry flags shared by `skiff push` and `skiff pull`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Speak plain HTTP to the registry instead of HTTPS (a local registry
+    /// on loopback, for instance).
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// User name for the registry; the password (or access token) is read
+    /// from standard input with --password-stdin. Registries that hand out
+    /// bearer tokens get them with these credentials.
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub username: Option<String>,
+
+    /// Read the password for --username from standard input (up to the end
+    /// of input; one trailing newline is dropped).
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
 }
 
 /// An IPv4 CIDR that /24 node ranges can be carved from.
@@ -230,6 +291,36 @@ mod tests {
     }
 
     #[test]
+    fn push_and_pull_flags() {
+        let cli = Cli::parse_from([
+            "skiff",
+            "push",
+            "app.wasm",
+            "127.0.0.1:5000/app:v1",
+            "--insecure",
+            "--username",
+            "ci",
+            "--password-stdin",
+        ]);
+        let Command::Push(args) = cli.command else {
+            panic!("not push")
+        };
+        assert_eq!(args.file, PathBuf::from("app.wasm"));
+        assert_eq!(args.reference, "127.0.0.1:5000/app:v1");
+        assert!(args.registry.insecure && args.registry.password_stdin);
+        assert_eq!(args.registry.username.as_deref(), Some("ci"));
+
+        let cli = Cli::parse_from(["skiff", "pull", "r.io/a/b:v1", "-o", "/tmp/b.wasm"]);
+        let Command::Pull(args) = cli.command else {
+            panic!("not pull")
+        };
+        assert_eq!(args.reference, "r.io/a/b:v1");
+        assert_eq!(args.output, Some(PathBuf::from("/tmp/b.wasm")));
+        assert!(!args.registry.insecure);
+        assert_eq!(args.registry.username, None);
+    }
+
+    #[test]
     fn bad_flags_are_usage_errors() {
         for argv in [
             &["skiff", "server", "--listen", "localhost"][..],
@@ -243,6 +334,9 @@ mod tests {
                 "--labels",
                 "nokey",
             ],
+            &["skiff", "push", "app.wasm"],
+            &["skiff", "pull", "r.io/a:v1", "--username", "ci"],
+            &["skiff", "pull", "r.io/a:v1", "--password-stdin"],
         ] {
             let error = Cli::try_parse_from(argv).expect_err(&argv.join(" "));
             assert_eq!(error.exit_code(), 2, "{}", argv.join(" "));

@@ -1,7 +1,10 @@
 //! `skiff`, the one binary: `skiff server` runs the control plane (and by
-//! default a local agent), `skiff agent` runs a node. This crate only parses
-//! flags and composes the library crates; the logic lives in them.
+//! default a local agent), `skiff agent` runs a node, `skiff push` and
+//! `skiff pull` move Wasm binaries to and from OCI registries. This crate
+//! only parses flags and composes the library crates; the logic lives in
+//! them.
 
+mod artifact;
 mod cli;
 mod data_dir;
 
@@ -100,6 +103,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
         }
+        Command::Push(args) => artifact::push(args),
+        Command::Pull(args) => artifact::pull(args),
     }
 }
 

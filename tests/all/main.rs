@@ -1,0 +1,7 @@
+//! Integration tests of the `skiff` binary, run as a user would run it.
+
+/// `skiff push` and `skiff pull` against a real registry: bytes, digests,
+/// messages, progress and failures.
+mod push_pull;
+/// A throwaway `docker-registry` for the tests above.
+mod registry;
