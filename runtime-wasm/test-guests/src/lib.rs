@@ -43,6 +43,8 @@
 /// - `flood BYTES`: writes exactly BYTES bytes of `x` lines (1023 `x` and a
 ///   newline each) to stdout in 64 KiB writes.
 /// - `open PATH`: prints `opened\n`, or `denied: <error>\n` and exits 3.
+/// - `connect HOST:PORT`: opens a TCP connection (through `wasi:sockets`);
+///   prints `connected\n`, or `refused: <error>\n` and exits 5.
 /// - `open-loop PATH COUNT`: opens PATH COUNT times keeping every handle;
 ///   prints `opened COUNT\n`, or `failed after N: <error>\n` and exits 4.
 pub const TASK: &str = env!("SKIFF_TEST_GUEST_TASK");

@@ -679,3 +679,34 @@ async fn a_second_runtime_never_compiles_what_the_first_did() {
         "the second runtime loads compiled code from the cache"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs docker-registry"]
+async fn network_only_when_the_pod_asks() {
+    let node = Node::start(|o| o).await;
+    let image = node
+        .image("task", &skiff_test_guests::bytes(skiff_test_guests::TASK))
+        .await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+
+    let status = node
+        .run_to_exit(task("no-network", &image, &["connect", &address]))
+        .await;
+    assert_eq!(status.exit_code, Some(5), "{:?}", node.log(&status));
+    assert!(
+        node.log(&status).0.starts_with("refused: "),
+        "{:?}",
+        node.log(&status)
+    );
+
+    let annotations = [(
+        skiff_runtime_wasm::NETWORK_ANNOTATION.to_owned(),
+        "true".to_owned(),
+    )];
+    let allowed = task("network", &image, &["connect", &address])
+        .annotations(annotations.into_iter().collect());
+    let status = node.run_to_exit(allowed).await;
+    assert_eq!(status.exit_code, Some(0), "{:?}", node.log(&status));
+    assert_eq!(node.log(&status).0, "connected\n");
+}

@@ -40,6 +40,8 @@ const EXIT_USAGE: i32 = 2;
 const EXIT_OPEN_DENIED: i32 = 3;
 /// The exit code of `open-loop` when an open fails before COUNT handles.
 const EXIT_OPEN_LOOP_FAILED: i32 = 4;
+/// Exit code of `connect` when the connection cannot be made.
+const EXIT_CONNECT_FAILED: i32 = 5;
 
 /// The line `sleep`, `ignore-stop`, `spin` and `grow` print once they are
 /// running, so a test knows the guest has started before it acts.
@@ -144,6 +146,14 @@ fn main() {
                 terminate(EXIT_OPEN_DENIED);
             }
             write_stdout(b"opened\n");
+        }
+        "connect" => {
+            let address = operand(0, "HOST:PORT").to_string_lossy().into_owned();
+            if let Err(error) = std::net::TcpStream::connect(&address) {
+                write_stdout(format!("refused: {error}\n").as_bytes());
+                terminate(EXIT_CONNECT_FAILED);
+            }
+            write_stdout(b"connected\n");
         }
         "open-loop" => open_loop(
             operand(0, "PATH"),
