@@ -277,7 +277,6 @@ async fn http_component_is_served_with_an_instance_per_request() {
 async fn hostile_requests_fail_alone() {
     let node = Node::start(|o| {
         o.request_timeout(Duration::from_secs(2))
-            .max_concurrent_requests(2)
             .default_memory_limit_bytes(64 << 20)
     })
     .await;
@@ -309,16 +308,6 @@ async fn hostile_requests_fail_alone() {
         assert_eq!(request(port, "GET", "/", "").await.0, 200);
     }
 
-    // Over the concurrency limit: 503, the others are served.
-    let slow: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(request(port, "GET", "/sleep/1500", "")))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(request(port, "GET", "/", "").await.0, 503);
-    for slow in slow {
-        assert_eq!(slow.await.unwrap(), (200, "slept\n".into()));
-    }
-
     let status = node.runtime.container_status(&id).await.unwrap();
     assert_eq!(status.state, ContainerState::Running, "{status:?}");
     let (_, err) = node.log(&status);
@@ -335,7 +324,7 @@ async fn hostile_requests_fail_alone() {
     // A stop while a request spins: killed at the end of the grace period,
     // its connection closed (as a killed process's are) or answered 503.
     let spinning = tokio::spawn(request(port, "GET", "/spin", ""));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_in_flight(&node, &id).await;
     node.runtime
         .stop_container(&id, Duration::from_millis(500))
         .await
@@ -709,4 +698,38 @@ async fn network_only_when_the_pod_asks() {
     let status = node.run_to_exit(allowed).await;
     assert_eq!(status.exit_code, Some(0), "{:?}", node.log(&status));
     assert_eq!(node.log(&status).0, "connected\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs docker-registry"]
+async fn requests_over_the_concurrency_limit_get_503() {
+    let node = Node::start(|o| o.max_concurrent_requests(1)).await;
+    let image = node
+        .image("http", &skiff_test_guests::bytes(skiff_test_guests::HTTP))
+        .await;
+    let port = free_port();
+    let id = node
+        .create(ContainerConfig::new("web", 0, image).port(port))
+        .await;
+    node.runtime.start_container(&id).await.expect("start");
+
+    let slow = tokio::spawn(request(port, "GET", "/sleep/3000", ""));
+    wait_until_in_flight(&node, &id).await;
+    let (status, body) = request(port, "GET", "/", "").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(slow.await.unwrap(), (200, "slept\n".into()));
+    assert_eq!(request(port, "GET", "/", "").await.0, 200);
+}
+
+/// Waits until a request of the container is in flight: its instance then
+/// holds linear memory.
+async fn wait_until_in_flight(node: &Node, id: &ContainerId) {
+    for _ in 0..500 {
+        let stats = node.runtime.container_stats(id).await.unwrap();
+        if stats.memory_bytes > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no request in flight");
 }
