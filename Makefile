@@ -50,6 +50,7 @@ bench: deps
 	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench store
 	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench api
 	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench scheduler
+	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-runtime-wasm --bench wasm
 
 fmt:
 	$(CARGO) fmt --all

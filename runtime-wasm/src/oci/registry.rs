@@ -67,6 +67,10 @@ impl RegistrySession {
             read_timeout: Some(READ_TIMEOUT),
             ..ClientConfig::default()
         };
+        // skiff's one TLS crypto provider is ring; reqwest (built without a
+        // bundled provider) takes the process default, so make sure there
+        // is one. Installing it again is refused harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::try_from(config).map_err(|error| RuntimeError::Pull {
             reference: asked.to_owned(),
             source: Box::new(error),
