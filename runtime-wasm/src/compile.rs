@@ -365,13 +365,8 @@ fn compile(
         )));
     }
     let bytes = std::fs::read(source).map_err(|e| RuntimeError::io(source, e))?;
-    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(invalid(
-            "not WebAssembly: the content does not start with the Wasm magic".to_owned(),
-        ));
-    }
-    let is_component = wasmparser_is_component(&bytes);
-    let (compiled, code) = if is_component {
+    let kind = crate::oci::layout::wasm_kind(&bytes).map_err(invalid)?;
+    let (compiled, code) = if kind == crate::oci::layout::WasmKind::Component {
         let component = Component::new(engine, &bytes)
             .map_err(|e| invalid(format!("the component does not compile: {e:#}")))?;
         let code = component.serialize();
@@ -391,12 +386,6 @@ fn compile(
         Err(error) => tracing::warn!(%error, "compiled code not serialized"),
     }
     Ok(compiled)
-}
-
-/// Whether Wasm bytes are a component (layer 1) rather than a core module:
-/// the preamble's version field says which.
-fn wasmparser_is_component(bytes: &[u8]) -> bool {
-    bytes.get(4..8) == Some(&[0x0d, 0x00, 0x01, 0x00])
 }
 
 /// Writes a file through a temporary one and a rename, so that readers
@@ -472,12 +461,5 @@ mod tests {
             "wasi:http/incoming-handler"
         );
         assert_eq!(unversioned("wasi:cli/run"), "wasi:cli/run");
-    }
-
-    #[test]
-    fn components_are_told_from_modules_by_their_preamble() {
-        assert!(wasmparser_is_component(b"\0asm\x0d\0\x01\0"));
-        assert!(!wasmparser_is_component(b"\0asm\x01\0\0\0"));
-        assert!(!wasmparser_is_component(b"\0asm"));
     }
 }

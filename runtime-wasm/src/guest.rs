@@ -23,8 +23,6 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::engine::EPOCH_TICK;
-
 /// The pod annotation that gives a Wasm guest network access: TCP, UDP and
 /// name lookups through `wasi:sockets`, and outgoing `wasi:http` requests.
 /// Without it (`"true"`) a guest has no network.
@@ -191,11 +189,11 @@ impl GuestConfig {
     }
 }
 
-/// A running guest yields to the executor at every epoch tick, so that it
+/// A running guest yields to the executor at every epoch tick
+/// (`engine::EPOCH_TICK`), so that it
 /// never holds a worker thread for long and its task can be killed or
 /// timed out even in a loop without host calls.
 fn prepare_epoch<T>(store: &mut Store<T>) {
-    debug_assert!(EPOCH_TICK.as_millis() > 0);
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);
 }

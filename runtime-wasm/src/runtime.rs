@@ -632,9 +632,8 @@ impl Runtime for WasmRuntime {
         tracing::debug!(container = %id, "starting");
         if let Err(error) = self.launch(&container).await {
             let message = error.to_string();
-            let log = self
-                .log_path_of(&container)
-                .and_then(|path| LogSink::open(path, self.inner.options.max_log_file_bytes).ok());
+            let path = lock(&container.record).status.log_path.clone();
+            let log = LogSink::open(path, self.inner.options.max_log_file_bytes).ok();
             if let Some(log) = &log {
                 let line = format!("skiff: the container could not start: {message}\n");
                 log.write(skiff_sdk::runtime::log::Stream::Stderr, line.as_bytes());
@@ -714,13 +713,6 @@ impl Runtime for WasmRuntime {
 
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.inner.shared.events.subscribe()
-    }
-}
-
-impl WasmRuntime {
-    /// Where a container's log file is.
-    fn log_path_of(&self, container: &Container) -> Option<std::path::PathBuf> {
-        Some(lock(&container.record).status.log_path.clone())
     }
 }
 

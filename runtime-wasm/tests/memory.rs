@@ -4,18 +4,18 @@
 //! checks that its resident memory is back near where it was. Needs
 //! Debian's `docker-registry`, like the tests in `tests/all`.
 
-#[path = "all/support/mod.rs"]
-mod support;
+#[path = "all/support/registry.rs"]
+mod registry;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use registry::TestRegistry;
 use skiff_runtime_wasm::{WasmRuntime, WasmRuntimeOptions};
 use skiff_sdk::runtime::{
     ContainerConfig, ImageSpec, PullOptions, Runtime, RuntimeEvent, SandboxConfig, SandboxMetadata,
 };
-use support::registry::TestRegistry;
 
 /// Resident memory allowed above the warmed-up baseline.
 const SLACK_BYTES: u64 = 96 << 20;

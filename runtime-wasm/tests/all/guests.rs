@@ -18,7 +18,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::registry::TestRegistry;
+use crate::support::core_module;
+use crate::support::registry::{TestRegistry, chain};
 use skiff_runtime_wasm::{Kind, TRAP_EXIT_CODE, WasmRuntime, WasmRuntimeOptions};
 use skiff_sdk::runtime::log::{Stream, parse_line};
 use skiff_sdk::runtime::{
@@ -144,17 +145,6 @@ fn read_log(path: &Path) -> (String, String) {
 
 fn task(name: &str, image: &ImageSpec, args: &[&str]) -> ContainerConfig {
     ContainerConfig::new(name, 0, image.clone()).args(args.iter().map(|a| a.to_string()).collect())
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A free port on 127.0.0.1.
@@ -550,7 +540,7 @@ async fn kinds_imports_and_bad_artifacts() {
     );
 
     // Over the artifact size limit: refused before compiling.
-    let big = custom_section_module(5 << 20);
+    let big = core_module(&vec![0; 5 << 20]);
     let reference = node.registry.push("big:v1", &big).await;
     let error = node
         .runtime
@@ -569,33 +559,6 @@ async fn kinds_imports_and_bad_artifacts() {
         5,
         "the big module was never compiled"
     );
-}
-
-/// A valid core module of about `size` bytes: one big custom section.
-fn custom_section_module(size: usize) -> Vec<u8> {
-    let mut module = b"\0asm\x01\0\0\0".to_vec();
-    let name = b"padding";
-    let payload = size;
-    let mut section = Vec::new();
-    leb128(&mut section, name.len() as u64);
-    section.extend_from_slice(name);
-    section.extend(std::iter::repeat_n(0u8, payload));
-    module.push(0);
-    leb128(&mut module, section.len() as u64);
-    module.extend(section);
-    module
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

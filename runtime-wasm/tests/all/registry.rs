@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use crate::support::core_module;
 use crate::support::registry::{TestRegistry, chain, sha256_digest};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -16,32 +17,6 @@ use skiff_sdk::runtime::{ImageSpec, ObjectKind, PullOptions, RegistryAuth, Runti
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const DOCKER_TAR_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-
-/// A valid core module with a custom section carrying `payload`, so each
-/// test pushes distinct bytes of the size it wants.
-fn module(payload: &[u8]) -> Vec<u8> {
-    fn leb128(out: &mut Vec<u8>, mut value: u64) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"skiff-test";
-    let mut section = Vec::new();
-    leb128(&mut section, name.len() as u64);
-    section.extend_from_slice(name);
-    section.extend_from_slice(payload);
-    let mut module = b"\0asm\x01\0\0\0".to_vec();
-    module.push(0);
-    leb128(&mut module, section.len() as u64);
-    module.extend(section);
-    module
-}
 
 /// A tar archive of `(path, Some(bytes))` files and `(path, None)`
 /// directories.
@@ -169,7 +144,7 @@ async fn push_then_pull_round_trips_the_wasm_artifact_layout() {
     let Some((registry, store, _dir)) = setup().await else {
         return;
     };
-    let wasm = module(&[42; 300 * 1024]);
+    let wasm = core_module(&[42; 300 * 1024]);
     let reference = registry.reference("apps/hello:v1");
     let mut reports = Vec::new();
     let pushed = push_wasm(&wasm, &reference, &registry.push_options(), &mut |step| {
@@ -282,7 +257,7 @@ async fn a_component_is_pushed_as_wasip2_and_a_core_module_as_wasip1() {
         "{config}"
     );
 
-    let reference = registry.push("module:v1", &module(b"m")).await;
+    let reference = registry.push("module:v1", &core_module(b"m")).await;
     let (_, _, config) = client
         .pull_manifest_and_config(
             &reference.parse().unwrap(),
@@ -299,8 +274,8 @@ async fn pulling_again_follows_a_moved_tag() {
     let Some((registry, store, _dir)) = setup().await else {
         return;
     };
-    let first = module(b"first");
-    let second = module(b"second");
+    let first = core_module(b"first");
+    let second = core_module(b"second");
     let reference = registry.push("moving:latest", &first).await;
     let before = store
         .pull(&image(&reference), &registry.pull_options())
@@ -326,7 +301,7 @@ async fn resolve_by_reference_pinned_reference_and_bare_digest() {
     let Some((registry, store, _dir)) = setup().await else {
         return;
     };
-    let wasm = module(b"resolve");
+    let wasm = core_module(b"resolve");
     let reference = registry.push("resolve/me:v1", &wasm).await;
     assert!(store.resolve(&reference).is_none(), "nothing pulled yet");
     let pulled = store
@@ -408,11 +383,11 @@ async fn list_remove_and_reopen() {
     let Some((registry, store, dir)) = setup().await else {
         return;
     };
-    let wasm = module(b"listed");
+    let wasm = core_module(b"listed");
     let v1 = registry.push("listed:v1", &wasm).await;
     registry.tag("listed:v1", "listed:v2").await;
     let v2 = registry.reference("listed:v2");
-    let other = registry.push("other:v1", &module(b"other")).await;
+    let other = registry.push("other:v1", &core_module(b"other")).await;
     let options = registry.pull_options();
     let pulled = store.pull(&image(&v1), &options).await.unwrap();
     store.pull(&image(&v2), &options).await.unwrap();
@@ -464,7 +439,7 @@ async fn single_layer_tar_images_hold_one_wasm_file() {
     let Some((registry, store, _dir)) = setup().await else {
         return;
     };
-    let wasm = module(b"in a tar");
+    let wasm = core_module(b"in a tar");
     let tar = tar_archive(&[
         ("app/", None),
         ("app/bin/", None),
@@ -498,7 +473,7 @@ async fn images_with_two_or_no_wasm_files_or_no_wasm_at_all_are_invalid() {
     let Some((registry, store, dir)) = setup().await else {
         return;
     };
-    let wasm = module(b"x");
+    let wasm = core_module(b"x");
     let two = tar_archive(&[("a.wasm", Some(&wasm)), ("b/c.wasm", Some(&wasm))]);
     let none = tar_archive(&[("bin/", None), ("bin/app", Some(b"\x7fELF"))]);
     let not_wasm = tar_archive(&[("app.wasm", Some(b"#!/bin/sh\necho hi\n"))]);
@@ -627,7 +602,7 @@ async fn the_size_limit_holds_for_descriptors_and_for_what_arrives() {
     let store_dir = dir.path().join("artifacts");
 
     // The descriptor says it is too big: refused before downloading.
-    let big = module(&[1; 8192]);
+    let big = core_module(&[1; 8192]);
     let reference = registry.push("big:v1", &big).await;
     let error = store
         .pull(&image(&reference), &registry.pull_options())
@@ -688,7 +663,7 @@ async fn a_corrupted_blob_in_the_registry_fails_its_digest_and_stores_nothing() 
     let Some((registry, store, dir)) = setup().await else {
         return;
     };
-    let wasm = module(&[9; 2048]);
+    let wasm = core_module(&[9; 2048]);
     let reference = registry.push("corrupt:v1", &wasm).await;
     let data = registry.blob_data_path(&sha256_digest(&wasm));
     let mut bytes = std::fs::read(&data).expect("the registry stores the blob there");
@@ -718,7 +693,7 @@ async fn an_image_index_resolves_to_its_wasm_entry() {
     let Some((registry, store, _dir)) = setup().await else {
         return;
     };
-    let wasm = module(b"indexed");
+    let wasm = core_module(b"indexed");
     let linux = registry
         .push_image_with_layer(
             "multi:linux",
@@ -775,7 +750,7 @@ async fn concurrent_pulls_of_one_reference_agree() {
     let Some((registry, store, dir)) = setup().await else {
         return;
     };
-    let wasm = module(&[5; 64 * 1024]);
+    let wasm = core_module(&[5; 64 * 1024]);
     let reference = registry.push("concurrent:v1", &wasm).await;
     let options = registry.pull_options();
     let spec = image(&reference);
@@ -828,14 +803,14 @@ async fn https_is_the_default_so_a_plain_http_registry_fails() {
     let Some((registry, store, _dir)) = setup().await else {
         return;
     };
-    let reference = registry.push("secure:v1", &module(b"tls")).await;
+    let reference = registry.push("secure:v1", &core_module(b"tls")).await;
     let error = store
         .pull(&image(&reference), &PullOptions::default())
         .await
         .unwrap_err();
     assert_pull_error(&error);
     let error = push_wasm(
-        &module(b"tls"),
+        &core_module(b"tls"),
         &reference,
         &PushOptions::default(),
         &mut |_| {},
@@ -854,7 +829,7 @@ async fn basic_auth_lets_in_the_right_credentials_only() {
     let registry = TestRegistry::start_with_basic_auth("ci", "s3cret").await;
     let dir = tempfile::tempdir().unwrap();
     let store = ArtifactStore::open(dir.path()).unwrap();
-    let wasm = module(b"private");
+    let wasm = core_module(b"private");
     let reference = registry.push("private/app:v1", &wasm).await;
 
     let artifact = store
@@ -901,7 +876,7 @@ async fn the_bearer_token_flow_gets_a_token_with_basic_credentials() {
     let registry = TestRegistry::start_with_token_auth("robot", "t0ken-pass").await;
     let dir = tempfile::tempdir().unwrap();
     let store = ArtifactStore::open(dir.path()).unwrap();
-    let wasm = module(b"behind a token");
+    let wasm = core_module(b"behind a token");
     // The push itself goes through the token server (pull,push scope).
     let reference = registry.push("tokened/app:v1", &wasm).await;
     let artifact = store
