@@ -248,7 +248,7 @@ impl WasmRuntime {
     fn listen_addresses(&self, sandbox: &SandboxConfig, ports: &[u16]) -> Vec<SocketAddr> {
         let ip: IpAddr = match &sandbox.network {
             SandboxNetwork::Host => self.inner.options.host_ip,
-            SandboxNetwork::Namespace { ip, .. } => *ip,
+            SandboxNetwork::HostAddress { ip } | SandboxNetwork::Namespace { ip, .. } => *ip,
         };
         let ports = if ports.is_empty() {
             &[DEFAULT_HTTP_PORT][..]

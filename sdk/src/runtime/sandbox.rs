@@ -56,6 +56,14 @@ pub enum SandboxNetwork {
     /// served on the node's addresses.
     #[default]
     Host,
+    /// The node's own network, the pod served on one address of its own
+    /// among the node's local addresses (e.g. one of 127.0.0.0/8 for a
+    /// cluster on one machine), so that pods of one node can use the same
+    /// port.
+    HostAddress {
+        /// The pod's address.
+        ip: IpAddr,
+    },
     /// A network namespace the agent created and wired with CNI.
     Namespace {
         /// The namespace's path, e.g. `/var/run/netns/skiff-<uid>`.

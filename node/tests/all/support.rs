@@ -1,0 +1,548 @@
+//! Fakes for the pod worker: a [`FakeRuntime`] whose containers follow a
+//! script given as their command, a [`FakeApi`] that records status
+//! patches and deletes, an empty [`ObjectSource`] and a scripted exec
+//! prober. Everything runs in tokio time, so tests pause it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret};
+use skiff_node::pod_api::{PodApi, PodApiError};
+use skiff_node::pod_config::{ObjectSource, SourceError};
+use skiff_node::pod_logs::PodLogs;
+use skiff_node::pod_worker::{PodAddresses, PodWorker, Runtimes, WorkerContext};
+use skiff_node::probe::{ExecProber, ProbeResult};
+use skiff_sdk::runtime::{
+    ContainerConfig, ContainerId, ContainerState, ContainerStats, ContainerStatus, ImageInfo,
+    ImageSpec, KILLED_EXIT_CODE, ObjectKind, PullOptions, PulledImage, Runtime, RuntimeError,
+    RuntimeEvent, RuntimeInfo, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+/// What a fake container does, from its command:
+/// - `[]` or `["run"]`: runs until stopped, exits 0 when asked;
+/// - `["exit", CODE, SECONDS]`: exits with CODE after SECONDS;
+/// - `["ignore-stop"]`: runs until killed at the end of the grace period.
+#[derive(Clone, Debug)]
+enum Script {
+    Run,
+    Exit(i32, Duration),
+    IgnoreStop,
+}
+
+fn script(command: &[String]) -> Script {
+    match command.first().map(String::as_str) {
+        Some("exit") => Script::Exit(
+            command.get(1).and_then(|c| c.parse().ok()).unwrap_or(1),
+            Duration::from_secs(command.get(2).and_then(|s| s.parse().ok()).unwrap_or(0)),
+        ),
+        Some("ignore-stop") => Script::IgnoreStop,
+        _ => Script::Run,
+    }
+}
+
+struct FakeContainer {
+    status: ContainerStatus,
+    script: Script,
+    /// Set when the container is asked to stop gracefully.
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    sandboxes: Vec<SandboxStatus>,
+    containers: HashMap<String, FakeContainer>,
+    next_id: u64,
+}
+
+/// A runtime serving the `wasmtime` handler whose containers follow
+/// [`Script`]s.
+#[derive(Clone)]
+pub struct FakeRuntime {
+    info: RuntimeInfo,
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<RuntimeEvent>,
+    /// Every call, in order: `run_sandbox`, `create NAME`, `start NAME`,
+    /// `stop NAME GRACE`, ...
+    pub calls: Arc<Mutex<Vec<(Duration, String)>>>,
+    epoch: tokio::time::Instant,
+}
+
+impl FakeRuntime {
+    pub fn new() -> Self {
+        Self {
+            info: RuntimeInfo::new("fake", "1.0").handler("wasmtime"),
+            state: Arc::default(),
+            events: broadcast::channel(1024).0,
+            calls: Arc::default(),
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+
+    fn record(&self, call: String) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((self.epoch.elapsed(), call));
+    }
+
+    /// The calls whose text starts with `prefix`, with their times.
+    pub fn calls_starting(&self, prefix: &str) -> Vec<(Duration, String)> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, c)| c.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// As after a restart of a runtime that lost its processes: every
+    /// running container becomes `Unknown`.
+    pub fn lose_processes(&self) {
+        let mut state = self.state.lock().unwrap();
+        for container in state.containers.values_mut() {
+            if container.status.state == ContainerState::Running {
+                if let Some(task) = container.task.take() {
+                    task.abort();
+                }
+                container.status.state = ContainerState::Unknown;
+            }
+        }
+    }
+
+    pub fn sandbox_count(&self) -> usize {
+        self.state.lock().unwrap().sandboxes.len()
+    }
+
+    fn exit(
+        state: &Arc<Mutex<State>>,
+        events: &broadcast::Sender<RuntimeEvent>,
+        id: &str,
+        code: i32,
+    ) {
+        let mut state = state.lock().unwrap();
+        let Some(container) = state.containers.get_mut(id) else {
+            return;
+        };
+        if container.status.state != ContainerState::Running {
+            return;
+        }
+        let now = Timestamp::now();
+        container.status.state = ContainerState::Exited;
+        container.status.exit_code = Some(code);
+        container.status.finished_at = Some(now);
+        container.status.reason = Some(skiff_sdk::runtime::reason::for_exit_code(code).to_owned());
+        let _ = events.send(RuntimeEvent::ContainerExited {
+            container_id: container.status.id.clone(),
+            sandbox_id: container.status.sandbox_id.clone(),
+            exit_code: code,
+            finished_at: now,
+        });
+    }
+}
+
+#[async_trait]
+impl Runtime for FakeRuntime {
+    fn info(&self) -> &RuntimeInfo {
+        &self.info
+    }
+
+    async fn pull_image(
+        &self,
+        image: &ImageSpec,
+        _: &PullOptions,
+    ) -> Result<PulledImage, RuntimeError> {
+        self.record(format!("pull {}", image.reference));
+        if image.reference.starts_with("missing") {
+            return Err(RuntimeError::NotFound {
+                kind: ObjectKind::Image,
+                id: image.reference.clone(),
+            });
+        }
+        Ok(PulledImage {
+            reference: image.reference.clone(),
+            digest: "sha256:0000".into(),
+            size: 1,
+        })
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
+    async fn remove_image(&self, _: &ImageSpec) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn run_sandbox(&self, config: &SandboxConfig) -> Result<SandboxId, RuntimeError> {
+        self.record(format!("run_sandbox {}", config.metadata.attempt));
+        let mut state = self.state.lock().unwrap();
+        state.next_id += 1;
+        let id = SandboxId::new(format!("s{}", state.next_id));
+        state.sandboxes.push(SandboxStatus {
+            id: id.clone(),
+            metadata: config.metadata.clone(),
+            runtime_handler: config.runtime_handler.clone(),
+            state: SandboxState::Ready,
+            created_at: Timestamp::now(),
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+            containers: Vec::new(),
+        });
+        Ok(id)
+    }
+
+    async fn stop_sandbox(&self, id: &SandboxId) -> Result<(), RuntimeError> {
+        self.record("stop_sandbox".into());
+        let running: Vec<String> = {
+            let mut state = self.state.lock().unwrap();
+            if let Some(sandbox) = state.sandboxes.iter_mut().find(|s| &s.id == id) {
+                sandbox.state = SandboxState::NotReady;
+            }
+            state
+                .containers
+                .values()
+                .filter(|c| &c.status.sandbox_id == id)
+                .map(|c| c.status.id.as_str().to_owned())
+                .collect()
+        };
+        for container in running {
+            Self::exit(&self.state, &self.events, &container, KILLED_EXIT_CODE);
+        }
+        Ok(())
+    }
+
+    async fn remove_sandbox(&self, id: &SandboxId) -> Result<(), RuntimeError> {
+        self.record("remove_sandbox".into());
+        let mut state = self.state.lock().unwrap();
+        state.sandboxes.retain(|s| &s.id != id);
+        state.containers.retain(|_, c| &c.status.sandbox_id != id);
+        Ok(())
+    }
+
+    async fn create_container(
+        &self,
+        sandbox: &SandboxId,
+        config: &ContainerConfig,
+    ) -> Result<ContainerId, RuntimeError> {
+        self.record(format!("create {} {}", config.name, config.attempt));
+        let mut state = self.state.lock().unwrap();
+        if !state
+            .sandboxes
+            .iter()
+            .any(|s| &s.id == sandbox && s.state == SandboxState::Ready)
+        {
+            return Err(RuntimeError::not_found(
+                ObjectKind::Sandbox,
+                sandbox.as_str(),
+            ));
+        }
+        state.next_id += 1;
+        let id = ContainerId::new(format!("c{}", state.next_id));
+        let mut command = config.command.clone();
+        command.extend(config.args.clone());
+        state.containers.insert(
+            id.as_str().to_owned(),
+            FakeContainer {
+                status: ContainerStatus {
+                    id: id.clone(),
+                    sandbox_id: sandbox.clone(),
+                    name: config.name.clone(),
+                    attempt: config.attempt,
+                    image: config.image.clone(),
+                    state: ContainerState::Created,
+                    created_at: Timestamp::now(),
+                    started_at: None,
+                    finished_at: None,
+                    exit_code: None,
+                    reason: None,
+                    message: None,
+                    log_path: config.log_path.clone(),
+                    annotations: BTreeMap::new(),
+                },
+                script: script(&command),
+                stop: watch::channel(false).0,
+                task: None,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let name;
+        {
+            let mut state = self.state.lock().unwrap();
+            let container = state
+                .containers
+                .get_mut(id.as_str())
+                .ok_or_else(|| RuntimeError::not_found(ObjectKind::Container, id.as_str()))?;
+            name = container.status.name.clone();
+            container.status.state = ContainerState::Running;
+            container.status.started_at = Some(Timestamp::now());
+            let script = container.script.clone();
+            let mut stop = container.stop.subscribe();
+            let (state_ref, events, id) = (
+                self.state.clone(),
+                self.events.clone(),
+                id.as_str().to_owned(),
+            );
+            container.task = Some(tokio::spawn(async move {
+                match script {
+                    Script::Exit(code, after) => {
+                        tokio::select! {
+                            () = tokio::time::sleep(after) => Self::exit(&state_ref, &events, &id, code),
+                            _ = stop.wait_for(|s| *s) => Self::exit(&state_ref, &events, &id, 0),
+                        }
+                    }
+                    Script::Run => {
+                        let _ = stop.wait_for(|s| *s).await;
+                        Self::exit(&state_ref, &events, &id, 0);
+                    }
+                    Script::IgnoreStop => std::future::pending().await,
+                }
+            }));
+        }
+        self.record(format!("start {name}"));
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        let name = {
+            let state = self.state.lock().unwrap();
+            let Some(container) = state.containers.get(id.as_str()) else {
+                return Ok(());
+            };
+            if container.status.state != ContainerState::Running {
+                return Ok(());
+            }
+            container.stop.send_replace(true);
+            container.status.name.clone()
+        };
+        self.record(format!("stop {name} {}", grace.as_secs()));
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running = self
+                .state
+                .lock()
+                .unwrap()
+                .containers
+                .get(id.as_str())
+                .is_some_and(|c| c.status.state == ContainerState::Running);
+            if !running {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                Self::exit(&self.state, &self.events, id.as_str(), KILLED_EXIT_CODE);
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.stop_container(id, Duration::ZERO).await?;
+        self.state.lock().unwrap().containers.remove(id.as_str());
+        Ok(())
+    }
+
+    async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
+        let state = self.state.lock().unwrap();
+        state
+            .containers
+            .get(id.as_str())
+            .map(|c| c.status.clone())
+            .ok_or_else(|| RuntimeError::not_found(ObjectKind::Container, id.as_str()))
+    }
+
+    async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats, RuntimeError> {
+        Err(RuntimeError::not_found(ObjectKind::Container, id.as_str()))
+    }
+
+    async fn list(&self) -> Result<Vec<SandboxStatus>, RuntimeError> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .sandboxes
+            .iter()
+            .map(|sandbox| {
+                let mut sandbox = sandbox.clone();
+                sandbox.containers = state
+                    .containers
+                    .values()
+                    .filter(|c| c.status.sandbox_id == sandbox.id)
+                    .map(|c| c.status.clone())
+                    .collect();
+                sandbox
+            })
+            .collect())
+    }
+
+    fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
+        self.events.subscribe()
+    }
+}
+
+/// Records what the worker tells the API.
+#[derive(Default)]
+pub struct FakeApi {
+    pub statuses: Mutex<Vec<(Duration, PodStatus)>>,
+    pub deletes: Mutex<Vec<Duration>>,
+    epoch: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl FakeApi {
+    fn now(&self) -> Duration {
+        self.epoch
+            .lock()
+            .unwrap()
+            .get_or_insert_with(tokio::time::Instant::now)
+            .elapsed()
+    }
+
+    /// The last status reported.
+    pub fn last(&self) -> PodStatus {
+        self.statuses
+            .lock()
+            .unwrap()
+            .last()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl PodApi for FakeApi {
+    async fn patch_status(&self, _: &str, _: &str, status: &PodStatus) -> Result<(), PodApiError> {
+        let now = self.now();
+        self.statuses.lock().unwrap().push((now, status.clone()));
+        Ok(())
+    }
+
+    async fn delete(&self, _: &str, _: &str, _: &str) -> Result<(), PodApiError> {
+        let now = self.now();
+        self.deletes.lock().unwrap().push(now);
+        Ok(())
+    }
+
+    async fn runtime_handler(&self, class: &str) -> Result<Option<String>, PodApiError> {
+        Ok(match class {
+            "wasmtime" => Some("wasmtime".into()),
+            "runc" => Some("runc".into()),
+            _ => None,
+        })
+    }
+}
+
+/// No ConfigMaps or Secrets.
+pub struct NoObjects;
+
+#[async_trait]
+impl ObjectSource for NoObjects {
+    async fn config_map(&self, _: &str, _: &str) -> Result<Option<ConfigMap>, SourceError> {
+        Ok(None)
+    }
+
+    async fn secret(&self, _: &str, _: &str) -> Result<Option<Secret>, SourceError> {
+        Ok(None)
+    }
+}
+
+/// An exec prober that succeeds `healthy` times, then fails.
+pub struct ScriptedExec {
+    pub healthy: Mutex<u32>,
+}
+
+#[async_trait]
+impl ExecProber for ScriptedExec {
+    async fn exec(&self, _: &[String], _: Duration) -> ProbeResult {
+        let mut healthy = self.healthy.lock().unwrap();
+        if *healthy > 0 {
+            *healthy -= 1;
+            ProbeResult::Success
+        } else {
+            ProbeResult::Failure("command failed".into())
+        }
+    }
+}
+
+/// One worker under test.
+pub struct Harness {
+    pub runtime: FakeRuntime,
+    pub api: Arc<FakeApi>,
+    pub updates: watch::Sender<Option<Arc<Pod>>>,
+    pub task: JoinHandle<()>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn context(
+    runtime: &FakeRuntime,
+    api: &Arc<FakeApi>,
+    exec: Arc<dyn ExecProber>,
+    dir: PathBuf,
+) -> Arc<WorkerContext> {
+    Arc::new(WorkerContext {
+        api: api.clone(),
+        objects: Arc::new(NoObjects),
+        runtimes: Runtimes::new(vec![Arc::new(runtime.clone())]),
+        exec,
+        logs: Arc::new(PodLogs::default()),
+        node_name: "n1".into(),
+        node_ip: "127.0.0.2".parse().unwrap(),
+        pod_addresses: PodAddresses::NodeAddress,
+        pods_dir: dir,
+        insecure_registries: Vec::new(),
+        allocatable_cpu_millis: 4000,
+        allocatable_memory_bytes: 8 << 30,
+        backoff_initial: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(300),
+    })
+}
+
+impl Harness {
+    /// Starts a worker for `pod` over a new fake runtime.
+    pub fn start(pod: Pod) -> Self {
+        Self::start_with(
+            pod,
+            FakeRuntime::new(),
+            Arc::new(ScriptedExec {
+                healthy: Mutex::new(u32::MAX),
+            }),
+        )
+    }
+
+    pub fn start_with(pod: Pod, runtime: FakeRuntime, exec: Arc<dyn ExecProber>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let api = Arc::new(FakeApi::default());
+        let ctx = context(&runtime, &api, exec, dir.path().to_owned());
+        let (updates, receiver) = watch::channel(Some(Arc::new(pod.clone())));
+        let worker = PodWorker::new(ctx, Arc::new(pod), receiver);
+        let task = tokio::spawn(worker.run());
+        Self {
+            runtime,
+            api,
+            updates,
+            task,
+            dir,
+        }
+    }
+
+    /// Lets the worker run for `duration` of (paused) time.
+    pub async fn advance(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// A pod from JSON, with the metadata the API server sets.
+pub fn pod(spec: serde_json::Value) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+        "spec": spec,
+    }))
+    .unwrap()
+}
