@@ -4,7 +4,10 @@
 //! creates the objects every cluster has (`Api::bootstrap`: the default
 //! namespaces and RuntimeClasses) and serves; [`run`] does the same, prints where the API and the kubeconfig
 //! are, and stops when its `shutdown` future resolves. Integration tests use
-//! [`start`] on `127.0.0.1:0` and [`RunningServer::stop`].
+//! [`start`] on `127.0.0.1:0` and [`RunningServer::stop`]; the in-process
+//! agent joins through [`RunningServer::node_bootstrap`] (its credential and
+//! the serving certificate of its node API, which `pods/log` verifies
+//! against the cluster CA).
 //!
 //! The data dir (mode 0700) holds, after the first start:
 //!
@@ -62,11 +65,14 @@ use crate::apiserver::error::ApiError;
 use crate::apiserver::handlers::Api;
 use crate::apiserver::health::Health;
 use crate::apiserver::metrics::{self, MeteredStore, Metrics};
-use crate::apiserver::node_credentials;
+use crate::apiserver::node_credentials::{self, NodeIssuer};
+use crate::apiserver::pod_logs::{self, NodeClient};
 use crate::apiserver::request::Verb;
 use crate::apiserver::tls::{self, Pki, ServerNames, TlsError, TlsPaths};
 use crate::controllers::{self, ControllerOptions};
 use crate::store::{EmbeddedConfig, EmbeddedStore, EtcdConfig, EtcdStore, Store, StoreError};
+
+pub use crate::apiserver::node_credentials::NodeBootstrap;
 
 /// How long in-flight requests get to finish after shutdown starts.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -96,11 +102,12 @@ pub enum Transport {
     InsecureHttp,
 }
 
-/// Whether the server runs a node agent in-process.
+/// Whether a node agent runs in the server's process (the binary starts
+/// it beside the server, through [`RunningServer::node_bootstrap`] and
+/// [`RunningServer::in_process_service`]); the server only says so.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LocalAgent {
-    /// Run one (the default, as `k3s server` does). Not implemented yet: the
-    /// server logs that no local agent runs.
+    /// Run one (the default, as `k3s server` does).
     #[default]
     Enabled,
     /// `--no-agent`: pods run only on agents started with `skiff agent`.
@@ -283,6 +290,16 @@ pub enum ServerError {
     /// The serving task panicked or was cancelled.
     #[error("the server task failed")]
     Task(#[source] tokio::task::JoinError),
+    /// A node's credential and serving certificate could not be issued
+    /// (an invalid name or address, or a signing failure).
+    #[error("cannot issue the credentials of node {node:?}")]
+    NodeBootstrap {
+        /// The node name asked for.
+        node: String,
+        /// Why, as the API would answer it.
+        #[source]
+        source: ApiError,
+    },
 }
 
 /// A server started by [`start`]. Dropping it without [`stop`](Self::stop)
@@ -292,6 +309,7 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     api_url: String,
     paths: ServerPaths,
+    node_issuer: NodeIssuer,
     in_process_routes: Router,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServerError>>,
@@ -320,6 +338,30 @@ impl RunningServer {
         auth::in_process_service(self.in_process_routes.clone(), identity)
     }
 
+    /// What the in-process agent of `skiff server` needs to join as
+    /// `node_name`: the node's credential, the CA, and a fresh serving
+    /// certificate for its node API covering `node_name` and `addresses`
+    /// (IP addresses or DNS names), as `POST /skiff/v1/node-credentials`
+    /// answers a remote agent, without the password claim.
+    pub fn node_bootstrap(
+        &self,
+        node_name: &str,
+        addresses: &[String],
+    ) -> Result<NodeBootstrap, ServerError> {
+        self.node_issuer
+            .issue(node_name, addresses)
+            .map_err(|source| ServerError::NodeBootstrap {
+                node: node_name.to_owned(),
+                source,
+            })
+    }
+
+    /// Resolves only if the server stops serving by itself, which it does
+    /// only when it fails.
+    pub async fn failed(&mut self) -> Result<(), ServerError> {
+        (&mut self.task).await.map_err(ServerError::Task)?
+    }
+
     /// Shuts down (see the module documentation) and waits until the store
     /// is closed.
     pub async fn stop(mut self) -> Result<(), ServerError> {
@@ -339,9 +381,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         other => ServerError::Tls(other),
     })?;
     match options.local_agent {
-        LocalAgent::Enabled => tracing::warn!(
-            "the local agent is not implemented yet: no local agent runs; start agents with `skiff agent`"
-        ),
+        LocalAgent::Enabled => tracing::info!("a local agent runs beside the server"),
         LocalAgent::Disabled => tracing::info!("no local agent runs (--no-agent)"),
     }
 
@@ -411,13 +451,14 @@ async fn prepare(
     api.set_admission(options.admission);
     api.bootstrap().await.map_err(ServerError::Bootstrap)?;
     let authenticator = Arc::new(Authenticator::new(&admin_token, &node_token));
+    let node_client =
+        NodeClient::new(pki.authority(), authenticator.clone()).map_err(ServerError::Tls)?;
+    api.set_node_client(node_client);
+    let node_issuer = NodeIssuer::new(authenticator.clone(), pki.authority().clone());
     let routes = Router::new()
         .merge(api.router())
         .merge(crate::apiserver::openapi::router())
-        .merge(node_credentials::router(
-            store.clone(),
-            authenticator.clone(),
-        ))
+        .merge(node_credentials::router(store.clone(), node_issuer.clone()))
         .merge(health.router())
         .merge(metrics.router());
     let (shutdown, shutdown_signal) = watch::channel(false);
@@ -472,6 +513,7 @@ async fn prepare(
         local_addr,
         api_url,
         paths: paths.clone(),
+        node_issuer,
         in_process_routes,
         shutdown,
         task,
@@ -497,7 +539,7 @@ pub async fn run(
 }
 
 /// The two lines `skiff server` prints once ready.
-fn announce(running: &RunningServer) {
+pub fn announce(running: &RunningServer) {
     use std::io::Write as _;
     let kubeconfig = running.paths.kubeconfig.display();
     let mut stdout = std::io::stdout().lock();
@@ -796,11 +838,7 @@ fn is_long_running(request: &Request) -> bool {
     }
     match info.subresource.as_deref() {
         Some("exec" | "attach" | "portforward" | "proxy") => true,
-        Some("log") => request.uri().query().is_some_and(|query| {
-            form_urlencoded::parse(query.as_bytes()).any(|(key, value)| {
-                key == "follow" && matches!(&*value, "1" | "true" | "True" | "TRUE" | "t" | "T")
-            })
-        }),
+        Some("log") => pod_logs::follows(request.uri().query()),
         _ => false,
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: this crate depends on no server and no runtime crate.
 
+pub mod annotations;
 pub mod client;
 pub mod labels;
 pub mod quantity;

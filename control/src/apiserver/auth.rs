@@ -17,7 +17,9 @@
 //!
 //! Requests without a token are allowed only to the public health and
 //! version paths, as Kubernetes allows them to `system:anonymous` through
-//! the `system:public-info-viewer` role; everything else answers 401.
+//! the `system:public-info-viewer` role, and to `/cacerts` (the cluster CA,
+//! which a joining node checks against its join token, as in k3s);
+//! everything else answers 401.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -208,15 +210,17 @@ fn forbidden(identity: &Identity, info: &RequestInfo) -> ApiError {
     })
 }
 
-/// Paths that answer without a token (Kubernetes' public-info-viewer):
-/// `/healthz`, `/livez`, `/readyz`, `/version` and the paths below them.
+/// Paths that answer without a token: Kubernetes' public-info-viewer
+/// (`/healthz`, `/livez`, `/readyz`, `/version` and the paths below them)
+/// and k3s's `/cacerts` (the CA certificate, exactly that path).
 pub fn is_public_path(path: &str) -> bool {
-    ["/healthz", "/livez", "/readyz", "/version"]
-        .iter()
-        .any(|public| match path.strip_prefix(public) {
-            Some(rest) => rest.is_empty() || rest.starts_with('/'),
-            None => false,
-        })
+    path == super::node_credentials::CA_CERTS_PATH
+        || ["/healthz", "/livez", "/readyz", "/version"]
+            .iter()
+            .any(|public| match path.strip_prefix(public) {
+                Some(rest) => rest.is_empty() || rest.starts_with('/'),
+                None => false,
+            })
 }
 
 /// What a request's credentials amount to.
@@ -635,6 +639,7 @@ mod tests {
             "/readyz/store",
             "/healthz/ping",
             "/version/",
+            "/cacerts",
         ] {
             assert!(is_public_path(path), "{path}");
         }
@@ -646,6 +651,8 @@ mod tests {
             "/openapi/v2",
             "/healthzx",
             "/versions",
+            "/cacerts/x",
+            "/cacertsx",
             "/api/v1/namespaces",
         ] {
             assert!(!is_public_path(path), "{path}");

@@ -69,6 +69,8 @@ impl SubresourceFacts {
                 kind: "Binding",
                 verbs: &["create"],
             },
+            // As kube-apiserver lists it: kind Pod, though the answer is text.
+            Subresource::Log => own(&["get"]),
         }
     }
 }

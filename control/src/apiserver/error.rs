@@ -182,6 +182,36 @@ pub enum ApiError {
         #[source]
         source: serde_json::Error,
     },
+    /// 500: a certificate could not be issued.
+    #[error("cannot issue a certificate")]
+    Certificate(#[source] super::tls::TlsError),
+    /// 500: the node a request goes to has no address in
+    /// `status.addresses`.
+    #[error("node \"{node}\" has no address in status.addresses")]
+    NodeWithoutAddress {
+        /// The node.
+        node: String,
+    },
+    /// 500: the node API could not be reached, or broke off before
+    /// answering (refused, TLS failure, timeout).
+    #[error("cannot reach node \"{node}\" at {address}: {reason}")]
+    NodeUnreachable {
+        /// The node.
+        node: String,
+        /// The `host:port` tried.
+        address: String,
+        /// What failed, with its causes.
+        reason: String,
+    },
+    /// The node API answered with a failure whose body is not a `Status`:
+    /// its code, and its body as the message.
+    #[error("{message}")]
+    NodeAnswered {
+        /// The node's HTTP code (4xx or 5xx).
+        code: StatusCode,
+        /// The node's body, or a note that it sent none.
+        message: String,
+    },
 }
 
 fn summarize(causes: &[Cause]) -> String {
@@ -222,9 +252,14 @@ impl ApiError {
             }
             ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Store(StoreError::Compacted { .. }) => (StatusCode::GONE, "Expired"),
-            ApiError::Store(_) | ApiError::Decode { .. } => {
+            ApiError::Store(_)
+            | ApiError::Decode { .. }
+            | ApiError::Certificate(_)
+            | ApiError::NodeWithoutAddress { .. }
+            | ApiError::NodeUnreachable { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
             }
+            ApiError::NodeAnswered { code, .. } => (*code, reason_of(*code)),
         }
     }
 
@@ -269,6 +304,29 @@ impl ApiError {
             status["details"] = details;
         }
         status
+    }
+}
+
+/// The `Status` reason Kubernetes gives an HTTP code (apimachinery's
+/// `reasonForError` inverse, as `NewGenericServerResponse` picks it).
+fn reason_of(code: StatusCode) -> &'static str {
+    match code.as_u16() {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        406 => "NotAcceptable",
+        409 => "Conflict",
+        410 => "Expired",
+        413 => "RequestEntityTooLarge",
+        415 => "UnsupportedMediaType",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "Unknown",
     }
 }
 

@@ -3,7 +3,7 @@
 //! objects in the store with Kubernetes' semantics (resourceVersion and
 //! conflicts, generateName, uid and timestamps, generation, the status
 //! subresource, finalizers and graceful deletion, selectors, pagination,
-//! dryRun, namespace lifecycle).
+//! dryRun, namespace lifecycle); `pods/log` goes to [`super::pod_logs`].
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ use super::error::{ApiError, Cause, CauseType};
 use super::meta;
 use super::namespaces::ActiveNamespaces;
 use super::patch;
+use super::pod_logs::{self, NodeClient};
 use super::request::{self, RequestInfo, Verb};
 use super::resources::{self, NewObject, ResourceDef, Subresource};
 use super::selector::{FieldSelector, LabelSelector, object_field};
@@ -48,6 +49,8 @@ struct Inner {
     watches: WatchCaches,
     namespaces: Arc<ActiveNamespaces>,
     admission: std::sync::RwLock<Admission>,
+    /// How `pods/log` reaches node APIs; `None` answers 500.
+    node_client: std::sync::RwLock<Option<NodeClient>>,
 }
 
 /// Query parameters the handlers read.
@@ -130,6 +133,7 @@ impl Api {
                 watches: WatchCaches::new(store.clone()),
                 namespaces: Arc::default(),
                 admission: std::sync::RwLock::default(),
+                node_client: std::sync::RwLock::default(),
                 store,
             }),
         }
@@ -144,6 +148,11 @@ impl Api {
     /// set).
     pub fn set_admission(&self, admission: Admission) {
         *self.inner.admission.write().expect("never poisoned") = admission;
+    }
+
+    /// How `pods/log` reaches node APIs (unset, it answers 500).
+    pub fn set_node_client(&self, client: NodeClient) {
+        *self.inner.node_client.write().expect("never poisoned") = Some(client);
     }
 
     /// How often idle watches that allow bookmarks get one (30 s by default).
@@ -343,6 +352,22 @@ impl Api {
             (Verb::Get, Some(Subresource::Scale)) => self.get_scale(call).await,
             (Verb::Update | Verb::Patch, Some(Subresource::Scale)) => self.update_scale(call).await,
             (Verb::Create, Some(Subresource::Binding)) => self.bind(call).await,
+            (Verb::Get, Some(Subresource::Log)) => {
+                let client = self
+                    .inner
+                    .node_client
+                    .read()
+                    .expect("never poisoned")
+                    .clone();
+                pod_logs::serve(
+                    self,
+                    client.as_ref(),
+                    call.info.namespace.as_deref().unwrap_or_default(),
+                    call.info.name.as_deref().unwrap_or_default(),
+                    &call.query.pairs,
+                )
+                .await
+            }
             _ => Err(ApiError::MethodNotAllowed),
         }
     }

@@ -43,7 +43,7 @@ use serde_json::{Map, Value, json};
 use super::discovery::{SubresourceFacts, group_versions, media_ranges};
 use super::error::ApiError;
 use super::health::version_info;
-use super::resources::{RESOURCES, ResourceDef};
+use super::resources::{RESOURCES, ResourceDef, Subresource};
 use super::strategic;
 
 /// Routes `/openapi/v2`, `/openapi/v3` and `/openapi/v3/{*path}`.
@@ -657,6 +657,53 @@ const PROPAGATION_POLICY: Param = query(
     "Whether and how garbage collection is performed: Orphan, Background or Foreground.",
 );
 
+const LOG_PARAMS: &[Param] = &[
+    query(
+        "container",
+        "string",
+        "The container for which to stream logs. Defaults to only container if there is one container in the pod.",
+    ),
+    query(
+        "follow",
+        "boolean",
+        "Follow the log stream of the pod. Defaults to false.",
+    ),
+    query(
+        "insecureSkipTLSVerifyBackend",
+        "boolean",
+        "Accepted for compatibility; skiff always verifies the serving certificate of the node it reads the log from.",
+    ),
+    query(
+        "limitBytes",
+        "integer",
+        "If set, the number of bytes to read from the server before terminating the log output.",
+    ),
+    query(
+        "previous",
+        "boolean",
+        "Return previous terminated container logs. Defaults to false.",
+    ),
+    query(
+        "sinceSeconds",
+        "integer",
+        "A relative time in seconds before the current time from which to show logs. Only one of sinceSeconds or sinceTime may be specified.",
+    ),
+    query(
+        "sinceTime",
+        "string",
+        "An RFC3339 timestamp from which to show logs. Only one of sinceSeconds or sinceTime may be specified.",
+    ),
+    query(
+        "tailLines",
+        "integer",
+        "If set, the number of lines from the end of the logs to show.",
+    ),
+    query(
+        "timestamps",
+        "boolean",
+        "If true, add an RFC3339 timestamp at the beginning of every line of log output. Defaults to false.",
+    ),
+];
 const LIST_PARAMS: &[Param] = &[
     ALLOW_WATCH_BOOKMARKS,
     CONTINUE,
@@ -700,6 +747,8 @@ enum Produces {
     List,
     /// A watch stream only.
     Watch,
+    /// Plain text (a container's log).
+    Text,
 }
 
 impl Produces {
@@ -712,6 +761,7 @@ impl Produces {
                 "application/yaml",
             ],
             Produces::Watch => &["application/json", "application/json;stream=watch"],
+            Produces::Text => &["text/plain"],
         }
     }
 }
@@ -727,6 +777,24 @@ enum RequestBody {
     DeleteOptions,
 }
 
+/// What an operation answers.
+#[derive(Clone, Debug)]
+enum ResponseSchema {
+    /// An object of the named schema.
+    Named(String),
+    /// A string (a container's log).
+    Text,
+}
+
+impl ResponseSchema {
+    fn render(&self, dialect: Dialect) -> Value {
+        match self {
+            ResponseSchema::Named(name) => dialect.reference(name),
+            ResponseSchema::Text => json!({"type": "string"}),
+        }
+    }
+}
+
 /// One operation of a path.
 #[derive(Clone, Debug)]
 struct Operation {
@@ -739,7 +807,7 @@ struct Operation {
     params: &'static [Param],
     body: Option<RequestBody>,
     /// Status code, description, response schema.
-    responses: Vec<(&'static str, &'static str, String)>,
+    responses: Vec<(&'static str, &'static str, ResponseSchema)>,
     produces: Produces,
 }
 
@@ -792,6 +860,8 @@ enum Op {
     Delete,
     WatchList,
     Watch,
+    /// `pods/log`: read a container's log.
+    ReadLog,
 }
 
 /// What operations act on: a resource (in a namespace, or across all), or
@@ -829,6 +899,7 @@ impl Target {
             Op::Delete => ("delete", "delete", "delete"),
             Op::WatchList => ("get", "watch", "watchlist"),
             Op::Watch => ("get", "watch", "watch"),
+            Op::ReadLog => ("get", "read", "get"),
         };
         let (collection, list) = match op {
             Op::DeleteCollection => ("Collection", ""),
@@ -850,7 +921,7 @@ impl Target {
                 None => format!("create a {kind}"),
             },
             Op::DeleteCollection => format!("delete collection of {kind}"),
-            Op::Read => of("read"),
+            Op::Read | Op::ReadLog => of("read"),
             Op::Replace => of("replace"),
             Op::Patch => of("partially update"),
             Op::Delete => format!("delete a {kind}"),
@@ -865,7 +936,7 @@ impl Target {
         let respond = |codes: &[(&'static str, &'static str)], schema: &str| {
             codes
                 .iter()
-                .map(|&(code, text)| (code, text, schema.to_owned()))
+                .map(|&(code, text)| (code, text, ResponseSchema::Named(schema.to_owned())))
                 .collect()
         };
         const OK: (&str, &str) = ("200", "OK");
@@ -914,6 +985,12 @@ impl Target {
                 None,
                 respond(&[OK], WATCH_EVENT),
                 Produces::Watch,
+            ),
+            Op::ReadLog => (
+                LOG_PARAMS,
+                None,
+                vec![(OK.0, OK.1, ResponseSchema::Text)],
+                Produces::Text,
             ),
         };
         Operation {
@@ -1045,6 +1122,7 @@ fn path_items(group_versions: &[(&'static str, &'static str)]) -> Vec<PathItem> 
                 .verbs
                 .iter()
                 .map(|&verb| match verb {
+                    "get" if sub == Subresource::Log => ReadLog,
                     "get" => Read,
                     "update" => Replace,
                     "patch" => Patch,
@@ -1140,10 +1218,10 @@ fn render(dialect: Dialect, operation: &Operation) -> Value {
             let mut responses: Map<String, Value> = operation
                 .responses
                 .iter()
-                .map(|(code, description, name)| {
+                .map(|(code, description, schema)| {
                     (
                         (*code).to_owned(),
-                        json!({"description": description, "schema": dialect.reference(name)}),
+                        json!({"description": description, "schema": schema.render(dialect)}),
                     )
                 })
                 .collect();
@@ -1165,10 +1243,10 @@ fn render(dialect: Dialect, operation: &Operation) -> Value {
             let mut responses: Map<String, Value> = operation
                 .responses
                 .iter()
-                .map(|(code, description, name)| {
+                .map(|(code, description, schema)| {
                     let content: Map<String, Value> = produces
                         .iter()
-                        .map(|t| ((*t).to_owned(), json!({"schema": dialect.reference(name)})))
+                        .map(|t| ((*t).to_owned(), json!({"schema": schema.render(dialect)})))
                         .collect();
                     (
                         (*code).to_owned(),
@@ -1399,6 +1477,41 @@ mod tests {
             core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/binding"]["post"]["x-kubernetes-group-version-kind"]
                 ["kind"],
             "Binding"
+        );
+        // pods/log answers text, as kube-apiserver's readCoreV1NamespacedPodLog.
+        let log = &core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/log"]["get"];
+        assert_eq!(log["operationId"], "readCoreV1NamespacedPodLog");
+        assert_eq!(log["x-kubernetes-action"], "get");
+        assert_eq!(
+            log["responses"]["200"]["content"]["text/plain"]["schema"],
+            json!({"type": "string"})
+        );
+        let params: Vec<&str> = log["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            params,
+            [
+                "container",
+                "follow",
+                "insecureSkipTLSVerifyBackend",
+                "limitBytes",
+                "previous",
+                "sinceSeconds",
+                "sinceTime",
+                "tailLines",
+                "timestamps"
+            ]
+        );
+        let v2_log =
+            &v2_document()["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/log"]["get"];
+        assert_eq!(v2_log["produces"], json!(["text/plain"]));
+        assert_eq!(
+            v2_log["responses"]["200"]["schema"],
+            json!({"type": "string"})
         );
         assert_eq!(operation_prefix("discovery.k8s.io", "v1"), "DiscoveryV1");
         assert_eq!(operation_prefix("node.k8s.io", "v1"), "NodeV1");

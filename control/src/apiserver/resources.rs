@@ -232,6 +232,8 @@ pub enum Subresource {
     Binding,
     /// `/finalize`: namespaces only, updates `spec.finalizers`.
     Finalize,
+    /// `/log`: pods only, the container's log from the pod's node.
+    Log,
 }
 
 impl Subresource {
@@ -242,6 +244,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
+            Subresource::Log => "log",
         }
     }
 }
@@ -314,7 +317,7 @@ macro_rules! typed {
     };
 }
 
-use Subresource::{Binding, Finalize, Scale, Status};
+use Subresource::{Binding, Finalize, Log, Scale, Status};
 
 /// Every resource the API serves.
 pub static RESOURCES: &[ResourceDef] = &[
@@ -339,7 +342,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["po"],
         categories: &["all"],
         namespaced: true,
-        subresources: &[Status, Binding],
+        subresources: &[Status, Binding, Log],
         handler: typed!(Pod),
     },
     ResourceDef {

@@ -26,7 +26,7 @@ use rustls::client::danger::ServerCertVerifier as _;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// How long a new CA is valid (as k3s: ten years).
 const CA_VALIDITY_DAYS: i64 = 3650;
@@ -90,6 +90,9 @@ pub enum TlsError {
     /// rustls refused the certificate or key.
     #[error("the serving certificate cannot be used")]
     Config(#[source] rustls::Error),
+    /// The CA cannot verify server certificates.
+    #[error("the CA cannot verify server certificates")]
+    Verifier(#[source] rustls::client::VerifierBuilderError),
 }
 
 /// The names the serving certificate must cover: the DNS names and IP
@@ -191,7 +194,7 @@ pub enum ServingCert {
 /// The loaded CA and serving certificate.
 pub struct Pki {
     paths: TlsPaths,
-    ca_cert_pem: String,
+    authority: Arc<CertificateAuthority>,
     server_cert_pem: String,
     server_key_pem: String,
     serving_cert: ServingCert,
@@ -213,16 +216,13 @@ impl Pki {
     pub fn load_or_create(paths: &TlsPaths, names: &ServerNames) -> Result<Self, TlsError> {
         create_private_dir(&paths.dir)?;
         let (ca_cert_pem, ca_key_pem) = load_or_create_ca(paths)?;
-        let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| TlsError::Certificate {
-            what: "parse the CA key",
-            source,
-        })?;
         let ca_der = first_certificate(&paths.ca_cert, &ca_cert_pem)?;
+        let authority = Arc::new(CertificateAuthority::new(ca_cert_pem, &ca_key_pem, ca_der)?);
 
         let existing = read_optional(&paths.server_cert)?.zip(read_optional(&paths.server_key)?);
         let still_fits = existing.as_ref().is_some_and(|(cert_pem, key_pem)| {
             serving_cert_fits(
-                &ca_der,
+                &authority.cert_der,
                 cert_pem,
                 key_pem,
                 names,
@@ -232,7 +232,10 @@ impl Pki {
         let (server_cert_pem, server_key_pem, serving_cert) = match existing {
             Some((cert, key)) if still_fits => (cert, key, ServingCert::Reused),
             _ => {
-                let (cert, key) = issue_serving_cert(&ca_cert_pem, ca_key, names)?;
+                let IssuedCertificate {
+                    cert_pem: cert,
+                    key_pem: key,
+                } = authority.issue_serving_cert("skiff-apiserver", names)?;
                 write_file_atomically(&paths.server_key, key.as_bytes(), 0o600)
                     .map_err(|source| write_error(&paths.server_key, source))?;
                 write_file_atomically(&paths.server_cert, cert.as_bytes(), 0o644)
@@ -243,7 +246,7 @@ impl Pki {
         };
         Ok(Self {
             paths: paths.clone(),
-            ca_cert_pem,
+            authority,
             server_cert_pem,
             server_key_pem,
             serving_cert,
@@ -257,7 +260,12 @@ impl Pki {
 
     /// The CA certificate in PEM, as kubeconfigs embed it.
     pub fn ca_cert_pem(&self) -> &str {
-        &self.ca_cert_pem
+        self.authority.cert_pem()
+    }
+
+    /// The CA, to issue node serving certificates and to verify nodes.
+    pub fn authority(&self) -> &Arc<CertificateAuthority> {
+        &self.authority
     }
 
     /// Whether the serving certificate was kept or issued by this load.
@@ -269,10 +277,11 @@ impl Pki {
     /// node checks the server's CA against (the `K10<hash>` part of the node
     /// token, as in k3s).
     pub fn ca_sha256_hex(&self) -> Result<String, TlsError> {
-        let der = first_certificate(&self.paths.ca_cert, &self.ca_cert_pem)?;
-        Ok(hex(
-            ring::digest::digest(&ring::digest::SHA256, &der).as_ref()
-        ))
+        Ok(hex(ring::digest::digest(
+            &ring::digest::SHA256,
+            &self.authority.cert_der,
+        )
+        .as_ref()))
     }
 
     /// A rustls server configuration serving the certificate with ALPN `h2`
@@ -304,6 +313,121 @@ impl Pki {
 /// default has to be installed.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The cluster CA: its certificate and the key that signs serving
+/// certificates (the API server's and every node's). Its `Debug` never
+/// shows the key.
+pub struct CertificateAuthority {
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A serving certificate and its key, both PEM (the key PKCS#8). Its
+/// `Debug` never shows the key.
+#[derive(Clone)]
+pub struct IssuedCertificate {
+    /// The certificate, signed by the cluster CA.
+    pub cert_pem: String,
+    /// Its private key, PKCS#8.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for IssuedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCertificate")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertificateAuthority {
+    fn new(
+        cert_pem: String,
+        key_pem: &str,
+        cert_der: CertificateDer<'static>,
+    ) -> Result<Self, TlsError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|source| TlsError::Certificate {
+            what: "parse the CA key",
+            source,
+        })?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|source| TlsError::Certificate {
+                what: "parse the CA certificate",
+                source,
+            })?;
+        Ok(Self {
+            cert_pem,
+            cert_der,
+            issuer,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Issues a serving certificate for `names` with a fresh key: common
+    /// name `common_name`, valid one year, for server authentication.
+    pub fn issue_serving_cert(
+        &self,
+        common_name: &str,
+        names: &ServerNames,
+    ) -> Result<IssuedCertificate, TlsError> {
+        let key = generate_key()?;
+        let mut params =
+            CertificateParams::new(names.sans()).map_err(|source| TlsError::Certificate {
+                what: "build the serving certificate's names",
+                source,
+            })?;
+        params.distinguished_name = distinguished_name(common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        set_validity(&mut params, SERVER_VALIDITY_DAYS);
+        let cert =
+            params
+                .signed_by(&key, &self.issuer)
+                .map_err(|source| TlsError::Certificate {
+                    what: "sign the serving certificate",
+                    source,
+                })?;
+        Ok(IssuedCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A verifier of server certificates that trusts this CA alone: how
+    /// the API server verifies the node APIs it connects to.
+    pub fn server_verifier(&self) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.cert_der.clone()).map_err(TlsError::Config)?;
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(TlsError::Verifier)
+    }
+}
+
+/// A rustls client configuration (ring provider, ALPN `http/1.1`) that
+/// verifies servers with `verifier`.
+pub fn client_config(verifier: Arc<WebPkiServerVerifier>) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_webpki_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// Reads the CA, or creates it when neither file exists.
@@ -349,37 +473,6 @@ fn load_or_create_ca(paths: &TlsPaths) -> Result<(String, String), TlsError> {
             Ok((cert_pem, key_pem))
         }
     }
-}
-
-/// Issues a serving certificate for `names`, signed by the CA.
-fn issue_serving_cert(
-    ca_cert_pem: &str,
-    ca_key: KeyPair,
-    names: &ServerNames,
-) -> Result<(String, String), TlsError> {
-    let issuer =
-        Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(|source| TlsError::Certificate {
-            what: "parse the CA certificate",
-            source,
-        })?;
-    let key = generate_key()?;
-    let mut params =
-        CertificateParams::new(names.sans()).map_err(|source| TlsError::Certificate {
-            what: "build the serving certificate's names",
-            source,
-        })?;
-    params.distinguished_name = distinguished_name("skiff-apiserver");
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    set_validity(&mut params, SERVER_VALIDITY_DAYS);
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(|source| TlsError::Certificate {
-            what: "sign the serving certificate",
-            source,
-        })?;
-    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Whether an existing serving certificate chains to the CA, covers every
@@ -655,6 +748,52 @@ mod tests {
             &n,
             SystemTime::now()
         ));
+    }
+
+    #[test]
+    fn the_ca_issues_node_serving_certificates_for_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = TlsPaths::new(dir.path());
+        let pki = Pki::load_or_create(&paths, &names(&["127.0.0.1"])).unwrap();
+        let node = ServerNames {
+            dns: vec!["node-a".into(), "node-a.example".into()],
+            ips: vec!["127.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
+        };
+        let issued = pki.authority().issue_serving_cert("node-a", &node).unwrap();
+        assert!(issued.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(!format!("{issued:?}").contains("PRIVATE"), "{issued:?}");
+        let ca = &pki.authority().cert_der;
+        let now = SystemTime::now();
+        assert!(serving_cert_fits(
+            ca,
+            &issued.cert_pem,
+            &issued.key_pem,
+            &node,
+            now
+        ));
+        let elsewhere = ServerNames {
+            dns: vec!["node-b".into()],
+            ips: vec![],
+        };
+        assert!(!serving_cert_fits(
+            ca,
+            &issued.cert_pem,
+            &issued.key_pem,
+            &elsewhere,
+            now
+        ));
+        let in_two_years = now + Duration::from_secs(2 * 365 * 24 * 3600);
+        assert!(!serving_cert_fits(
+            ca,
+            &issued.cert_pem,
+            &issued.key_pem,
+            &node,
+            in_two_years
+        ));
+        // Each issue has its own key.
+        let again = pki.authority().issue_serving_cert("node-a", &node).unwrap();
+        assert_ne!(again.key_pem, issued.key_pem);
+        client_config(pki.authority().server_verifier().unwrap()).unwrap();
     }
 
     #[test]

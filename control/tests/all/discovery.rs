@@ -139,6 +139,7 @@ async fn legacy_discovery_lists_resources_with_verbs_short_names_and_subresource
     for (name, kind, verbs) in [
         ("pods/status", "Pod", vec!["get", "patch", "update"]),
         ("pods/binding", "Binding", vec!["create"]),
+        ("pods/log", "Pod", vec!["get"]),
         ("nodes/status", "Node", vec!["get", "patch", "update"]),
         ("services/status", "Service", vec!["get", "patch", "update"]),
         (
@@ -168,6 +169,7 @@ async fn legacy_discovery_lists_resources_with_verbs_short_names_and_subresource
             "namespaces/finalize",
             "pods/status",
             "pods/binding",
+            "pods/log",
             "nodes/status",
             "services/status"
         ]
@@ -259,7 +261,7 @@ async fn aggregated_discovery_answers_client_gos_accept_header() {
             .iter()
             .map(|s| s["subresource"].as_str().unwrap())
             .collect();
-        assert_eq!(subresources, ["status", "binding"]);
+        assert_eq!(subresources, ["status", "binding", "log"]);
     }
     // Plain JSON still gets the legacy document.
     let legacy = cluster

@@ -21,6 +21,9 @@ mod store_conformance;
 mod store_embedded;
 // The etcd backend: conformance on a real etcd.
 mod store_etcd;
+// The node API's control-plane side: /cacerts, node serving certificates,
+// pods/log proxied to a fake node API over HTTPS (streaming, every error).
+mod node_api;
 // The etcd backend on a real etcd: error mapping, key prefixes, watch lifetime.
 mod store_etcd_smoke;
 // Protobuf bodies from the real kubectl (captured and live) decode to the JSON kubectl prints.

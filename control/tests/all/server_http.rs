@@ -260,7 +260,7 @@ async fn admin_joining_and_node_clients(
 }
 
 /// A kube client of the server with another bearer token.
-async fn client_with_token(
+pub async fn client_with_token(
     server: &skiff_control::server::RunningServer,
     token: &str,
 ) -> kube::Client {

@@ -3,7 +3,7 @@
 //! NodePorts, NodeResourcesFit. A node failing one is not checked further.
 
 use super::Decision;
-use super::requirements::{NodeTaint, Requirements, TaintEffect, scalar_value};
+use super::requirements::{HostPort, NodeTaint, Requirements, TaintEffect, scalar_value};
 use super::snapshot::NodeEntry;
 
 /// Why a node cannot take the pod: the first filter it failed.
@@ -68,10 +68,14 @@ fn untolerated_taint<'a>(req: &Requirements, node: &'a NodeEntry) -> Option<&'a 
 }
 
 fn host_ports_taken(req: &Requirements, node: &NodeEntry) -> bool {
-    req.host_ports.iter().any(|wanted| {
+    // On a node whose pods have addresses of their own, container ports
+    // are not the node's.
+    let counts = |port: &&HostPort| !(port.on_node_address && node.own_pod_addresses);
+    req.host_ports.iter().filter(counts).any(|wanted| {
         node.usage
             .host_ports
             .iter()
+            .filter(counts)
             .any(|used| wanted.conflicts_with(used))
     })
 }

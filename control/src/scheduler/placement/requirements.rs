@@ -345,6 +345,10 @@ pub(super) struct HostPort {
     pub protocol: String,
     pub ip: String,
     pub port: i32,
+    /// A container port counted as a host port only because the pod
+    /// listens on its node's address (the interim rule below); nodes whose
+    /// pods have addresses of their own ignore it.
+    pub on_node_address: bool,
 }
 
 impl HostPort {
@@ -357,32 +361,45 @@ impl HostPort {
     }
 }
 
-/// The host ports of the pod's containers and sidecar init containers.
+/// The host ports of the pod's containers and sidecar init containers:
+/// kube-scheduler's NodePorts (every `hostPort`), plus skiff's interim rule
+/// for pods that listen on the node's own address until pod networking
+/// exists: with `hostNetwork: true` or `runtimeClassName: wasmtime`, every
+/// `containerPort` is a host port too.
 pub(super) fn host_ports(spec: &PodSpec) -> Vec<HostPort> {
+    let on_node_address = spec.host_network == Some(true)
+        || spec.runtime_class_name.as_deref() == Some(skiff_sdk::runtime_class::WASMTIME);
     let sidecars = spec
         .init_containers
         .iter()
         .flatten()
         .filter(|c| c.restart_policy.as_deref() == Some("Always"));
-    spec.containers
+    let mut ports = Vec::new();
+    for port in spec
+        .containers
         .iter()
         .chain(sidecars)
         .flat_map(|c| c.ports.iter().flatten())
-        .filter_map(|port| {
-            let host_port = port.host_port.filter(|p| *p > 0)?;
-            let or = |value: Option<&str>, default: &str| {
-                value
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or(default)
-                    .to_owned()
-            };
-            Some(HostPort {
+    {
+        let or = |value: Option<&str>, default: &str| {
+            value
+                .filter(|v| !v.is_empty())
+                .unwrap_or(default)
+                .to_owned()
+        };
+        let host_port = port.host_port.filter(|p| *p > 0);
+        let container_port = Some(port.container_port)
+            .filter(|p| on_node_address && *p > 0 && Some(*p) != host_port);
+        for number in host_port.into_iter().chain(container_port) {
+            ports.push(HostPort {
                 protocol: or(port.protocol.as_deref(), "TCP"),
                 ip: or(port.host_ip.as_deref(), ANY_HOST_IP),
-                port: host_port,
-            })
-        })
-        .collect()
+                port: number,
+                on_node_address: Some(number) != host_port,
+            });
+        }
+    }
+    ports
 }
 
 /// The uid of the pod's controller, if it has one.

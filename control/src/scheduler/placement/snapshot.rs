@@ -61,6 +61,10 @@ pub(super) struct NodeEntry {
     pub labels: Vec<(u32, u32)>,
     /// `spec.unschedulable` (cordoned).
     pub unschedulable: bool,
+    /// The node gives pods addresses of their own (annotation
+    /// `skiff.dev/pod-address-range`), so their container ports are not
+    /// its host ports.
+    pub own_pod_addresses: bool,
     /// The Ready condition is "True".
     pub ready: bool,
     /// Taints with an effect Kubernetes defines.
@@ -328,6 +332,11 @@ impl NodeEntry {
             name: name.to_owned(),
             labels,
             unschedulable: spec.and_then(|s| s.unschedulable) == Some(true),
+            own_pod_addresses: node
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(skiff_sdk::annotations::POD_ADDRESS_RANGE)),
             ready: status
                 .and_then(|s| s.conditions.as_ref())
                 .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))

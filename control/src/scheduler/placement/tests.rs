@@ -676,6 +676,191 @@ fn host_ports() {
     );
 }
 
+/// skiff's interim rule: pods with `hostNetwork: true` or the wasmtime
+/// RuntimeClass listen on the node's own address, so every containerPort
+/// is a host port, for the pod placed and for the pods already there.
+#[test]
+fn container_ports_are_host_ports_on_the_node_address() {
+    let wasm_node = |name: &str| {
+        node(
+            name,
+            json!({"metadata": {"labels": {WASM_ENABLED: "true"}}}),
+        )
+    };
+    let listening = |name: &str, how: Value, ports: Value| {
+        let mut extra =
+            json!({"spec": {"containers": [{"name": "app", "image": "app:1", "ports": ports}]}});
+        json_patch::merge(&mut extra, &json!({"spec": how}));
+        pod(name, extra)
+    };
+    let wasm = || json!({"runtimeClassName": "wasmtime"});
+    let host_network = || json!({"hostNetwork": true});
+    let plain = || json!({});
+    let http = || json!([{"containerPort": 8080}]);
+    let taken =
+        "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports.";
+    let cases = [
+        (
+            "two Wasm pods on one port",
+            vec![bound(listening("old", wasm(), http()), "a")],
+            listening("new", wasm(), http()),
+            Err(taken),
+        ),
+        (
+            "a Wasm pod's port against a hostPort",
+            vec![bound(
+                listening(
+                    "old",
+                    plain(),
+                    json!([{"containerPort": 80, "hostPort": 8080}]),
+                ),
+                "a",
+            )],
+            listening("new", wasm(), http()),
+            Err(taken),
+        ),
+        (
+            "a hostPort against a Wasm pod's port",
+            vec![bound(listening("old", wasm(), http()), "a")],
+            listening(
+                "new",
+                plain(),
+                json!([{"containerPort": 80, "hostPort": 8080}]),
+            ),
+            Err(taken),
+        ),
+        (
+            "a host-network pod against a Wasm pod",
+            vec![bound(listening("old", wasm(), http()), "a")],
+            listening("new", host_network(), http()),
+            Err(taken),
+        ),
+        (
+            "container ports of other pods are their own",
+            vec![bound(listening("old", plain(), http()), "a")],
+            listening("new", wasm(), http()),
+            Ok("a"),
+        ),
+        (
+            "and theirs are theirs",
+            vec![bound(listening("old", wasm(), http()), "a")],
+            listening("new", plain(), http()),
+            Ok("a"),
+        ),
+        (
+            "another port",
+            vec![bound(listening("old", wasm(), http()), "a")],
+            listening("new", wasm(), json!([{"containerPort": 8081}])),
+            Ok("a"),
+        ),
+        (
+            "another protocol",
+            vec![bound(
+                listening(
+                    "old",
+                    host_network(),
+                    json!([{"containerPort": 53, "protocol": "UDP"}]),
+                ),
+                "a",
+            )],
+            listening("new", wasm(), json!([{"containerPort": 53}])),
+            Ok("a"),
+        ),
+        (
+            "a Wasm pod's hostPort and containerPort are both taken",
+            vec![bound(
+                listening(
+                    "old",
+                    wasm(),
+                    json!([{"containerPort": 8080, "hostPort": 9090}]),
+                ),
+                "a",
+            )],
+            listening(
+                "new",
+                plain(),
+                json!([{"containerPort": 80, "hostPort": 9090}]),
+            ),
+            Err(taken),
+        ),
+        (
+            "a finished Wasm pod frees its port",
+            vec![{
+                let mut done = bound(listening("old", wasm(), http()), "a");
+                done.status =
+                    Some(serde_json::from_value(json!({"phase": "Failed"})).expect("status"));
+                done
+            }],
+            listening("new", wasm(), http()),
+            Ok("a"),
+        ),
+    ];
+    let mut table: Vec<Case> = cases
+        .into_iter()
+        .map(|(name, bound, pod, expect)| Case {
+            name,
+            nodes: vec![wasm_node("a")],
+            bound,
+            pod,
+            expect,
+        })
+        .collect();
+    table.push(Case {
+        name: "the node whose port is free",
+        nodes: vec![wasm_node("a"), wasm_node("b")],
+        bound: vec![bound(listening("old", wasm(), http()), "a")],
+        pod: listening("new", wasm(), http()),
+        expect: Ok("b"),
+    });
+    table.push(Case {
+        name: "every node's port taken",
+        nodes: vec![wasm_node("a"), wasm_node("b")],
+        bound: vec![
+            bound(listening("old-a", wasm(), http()), "a"),
+            bound(listening("old-b", host_network(), http()), "b"),
+        ],
+        pod: listening("new", wasm(), http()),
+        expect: Err(
+            "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports.",
+        ),
+    });
+    let own_addresses = || {
+        node(
+            "a",
+            json!({"metadata": {
+                "labels": {WASM_ENABLED: "true"},
+                "annotations": {"skiff.dev/pod-address-range": "127.1.0.0/24"}
+            }}),
+        )
+    };
+    table.push(Case {
+        name: "pods with addresses of their own share a container port",
+        nodes: vec![own_addresses()],
+        bound: vec![bound(listening("old", wasm(), http()), "a")],
+        pod: listening("new", wasm(), http()),
+        expect: Ok("a"),
+    });
+    table.push(Case {
+        name: "but real host ports stay the node's",
+        nodes: vec![own_addresses()],
+        bound: vec![bound(
+            listening(
+                "old",
+                wasm(),
+                json!([{"containerPort": 80, "hostPort": 8080}]),
+            ),
+            "a",
+        )],
+        pod: listening(
+            "new",
+            plain(),
+            json!([{"containerPort": 80, "hostPort": 8080}]),
+        ),
+        expect: Err(taken),
+    });
+    check(table);
+}
+
 #[test]
 fn resources() {
     let gpu_node = |name: &str, gpus: &str| {
@@ -1376,6 +1561,52 @@ fn snapshot_accounts_pods() {
     // An unbound pod is not accounted.
     snapshot.add_pod(&requesting("q", json!({"cpu": "1"})));
     assert_eq!(snapshot.pod_count(), 1);
+}
+
+#[test]
+fn snapshot_accounts_the_ports_of_pods_on_the_node_address() {
+    let ports = |snapshot: &Snapshot, node: &str| {
+        let mut ports: Vec<(String, i32)> = snapshot
+            .node(node)
+            .expect("node")
+            .usage
+            .host_ports
+            .iter()
+            .map(|p| (p.protocol.clone(), p.port))
+            .collect();
+        ports.sort();
+        ports
+    };
+    let wasm = |name: &str| {
+        pod(
+            name,
+            json!({"spec": {"runtimeClassName": "wasmtime", "containers": [{"name": "app", "image": "app:1",
+                "ports": [{"containerPort": 8080}, {"containerPort": 9090, "protocol": "UDP"}]}]}}),
+        )
+    };
+    let host_network = pod(
+        "h",
+        json!({"spec": {"hostNetwork": true, "containers": [{"name": "app", "image": "app:1",
+            "ports": [{"containerPort": 53, "hostPort": 53}]}]}}),
+    );
+    let mut snapshot = snapshot(&[node("a", json!({})), node("b", json!({}))], &[]);
+    snapshot.add_pod(&bound(wasm("w"), "a"));
+    snapshot.add_pod(&bound(host_network.clone(), "a"));
+    assert_eq!(
+        ports(&snapshot, "a"),
+        [
+            ("TCP".to_owned(), 53),
+            ("TCP".to_owned(), 8080),
+            ("UDP".to_owned(), 9090)
+        ],
+        "a hostPort equal to the containerPort counts once"
+    );
+    snapshot.add_pod(&bound(wasm("w"), "b"));
+    assert_eq!(ports(&snapshot, "a"), [("TCP".to_owned(), 53)], "moved");
+    assert_eq!(ports(&snapshot, "b").len(), 2);
+    snapshot.remove_pod(&bound(wasm("w"), "b"));
+    snapshot.remove_pod(&host_network);
+    assert!(ports(&snapshot, "a").is_empty() && ports(&snapshot, "b").is_empty());
 }
 
 #[test]
