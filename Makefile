@@ -35,7 +35,9 @@ run: deps build
 
 ## Every test: unit, in-process and the ignored ones that need real
 ## components (SKIFF_TEST_REAL=1), then kubectl and the Python client end
-## to end against the binary (tests/e2e/kubectl.sh, tests/e2e/python/run.sh).
+## to end against the binary (tests/e2e/kubectl.sh, tests/e2e/python/run.sh),
+## then a server with three agents running a Wasm Deployment
+## (tests/e2e/cluster.sh).
 ## Any failure fails the make.
 test: export SKIFF_TEST_REAL := 1
 test: deps build-examples
@@ -43,6 +45,7 @@ test: deps build-examples
 	$(CARGO) build --bin skiff
 	bash tests/e2e/kubectl.sh $(TARGET_DIR)/debug/skiff
 	bash tests/e2e/python/run.sh $(TARGET_DIR)/debug/skiff
+	bash tests/e2e/cluster.sh $(TARGET_DIR)/debug/skiff
 
 ## Benchmarks against a peer measured in the same run (needs `make deps`);
 ## results are printed and written into BENCHMARKS.md.

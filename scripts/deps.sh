@@ -27,6 +27,7 @@ readonly DEBIAN_PACKAGES=(
 	kubernetes-client
 	busybox-static
 	python3-venv
+	curl
 )
 readonly RUST_TARGETS=(wasm32-wasip2 wasm32-wasip1)
 # Daemons whose postinst may try to start them.

@@ -1,7 +1,7 @@
 //! The command line: subcommands and their flags, parsed with clap derive.
 //! Parsing only; what each subcommand does lives in the library crates.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -83,6 +83,10 @@ pub struct ServerArgs {
     /// The range node pod CIDRs are allocated from.
     #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16", value_parser = parse_cluster_cidr)]
     pub cluster_cidr: String,
+
+    /// The local agent's node (unless --no-agent).
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// Flags of `skiff agent`.
@@ -92,15 +96,33 @@ pub struct AgentArgs {
     #[arg(long, value_name = "URL")]
     pub server: String,
 
-    /// File holding the bearer token the agent presents to the server.
+    /// File holding the join token (the server's `<data dir>/node-token`).
     #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    pub token_file: PathBuf,
+
+    /// The cluster CA certificate (the server's `<data dir>/tls/ca.crt`)
+    /// [default: fetched from the server and checked against the token].
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 
     /// Directory for the agent's state: pod logs, volumes, the module cache
     /// [default: /var/lib/skiff as root, else $XDG_DATA_HOME/skiff].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Address and port of the node API, as --node-api-listen.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "node_api_listen")]
+    pub listen: Option<SocketAddr>,
+
+    /// The node.
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Flags of a node, shared by `skiff agent` and the local agent of
+/// `skiff server`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
     /// Name of the Node object [default: the host name].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -114,6 +136,45 @@ pub struct AgentArgs {
         value_parser = parse_label
     )]
     pub labels: Vec<(String, String)>,
+
+    /// Address and port of the node API (`kubectl logs` goes through it)
+    /// [default: the node IP, port 10250].
+    #[arg(long = "node-api-listen", value_name = "ADDR:PORT")]
+    pub node_api_listen: Option<SocketAddr>,
+
+    /// The address the node reports and serves pods on, e.g. 127.0.0.2 for
+    /// a second agent on one machine [default: the address that routes to
+    /// the server].
+    #[arg(long, value_name = "ADDR")]
+    pub node_ip: Option<IpAddr>,
+
+    /// A registry (HOST:PORT) the node may pull from over plain HTTP;
+    /// repeat for several.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+
+    /// containerd's socket, for OCI containers.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub containerd_socket: PathBuf,
+
+    /// Give each pod an address of its own from this range of local
+    /// addresses (e.g. 127.1.0.0/24 on a one-machine cluster) instead of
+    /// the node's, so that pods of one node can serve the same port.
+    #[arg(long, value_name = "CIDR")]
+    pub pod_address_range: Option<String>,
+
+    /// The most pods this node runs.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_pods: u32,
+
+    /// How long the node's Lease lasts without renewal (renewed every
+    /// quarter of it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
+    pub lease_duration_seconds: u64,
 }
 
 /// Flags of `skiff push`.
@@ -272,6 +333,12 @@ mod tests {
             "/t",
             "--name",
             "n1",
+            "--node-ip",
+            "127.0.0.2",
+            "--listen",
+            "127.0.0.2:10250",
+            "--insecure-registry",
+            "127.0.0.1:5000",
             "--labels",
             "zone=a,tier=edge",
             "--labels",
@@ -281,8 +348,12 @@ mod tests {
             panic!("not agent")
         };
         assert_eq!(args.server, "https://s:6443");
-        assert_eq!(args.token_file, Some(PathBuf::from("/t")));
+        assert_eq!(args.token_file, PathBuf::from("/t"));
+        assert_eq!(args.listen, Some("127.0.0.2:10250".parse().unwrap()));
+        let args = args.node;
         assert_eq!(args.name.as_deref(), Some("n1"));
+        assert_eq!(args.node_ip, Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(args.insecure_registries, ["127.0.0.1:5000"]);
         let labels = [("zone", "a"), ("tier", "edge"), ("gpu", "")];
         assert_eq!(
             args.labels,
@@ -326,11 +397,14 @@ mod tests {
             &["skiff", "server", "--listen", "localhost"][..],
             &["skiff", "server", "--store", "etcd://h1:port"],
             &["skiff", "agent"],
+            &["skiff", "agent", "--server", "https://s:6443"],
             &[
                 "skiff",
                 "agent",
                 "--server",
                 "https://s:6443",
+                "--token-file",
+                "/t",
                 "--labels",
                 "nokey",
             ],

@@ -7,6 +7,7 @@
 mod artifact;
 mod cli;
 mod data_dir;
+mod node;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use skiff_control::apiserver::auth::Identity;
 use skiff_control::apiserver::defaults::Admission;
 use skiff_control::controllers::ControllerOptions;
 use skiff_control::server::{LocalAgent, ServerOptions, StoreBackend, Transport};
@@ -27,8 +29,6 @@ use crate::cli::{Cli, Command};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Exit code of a subcommand that is not implemented yet (as for usage errors).
-const EXIT_NOT_IMPLEMENTED: u8 = 2;
 /// Exit code when a second SIGTERM/SIGINT cuts the graceful shutdown short
 /// (128 + SIGINT, as shells report an interrupted process).
 const EXIT_SECOND_SIGNAL: i32 = 130;
@@ -52,8 +52,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("skiff {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Server(args) => {
-            let data_dir = resolve_data_dir(args.data_dir)?;
+        Command::Server(mut args) => {
+            let data_dir = resolve_data_dir(args.data_dir.clone())?;
             let controllers = ControllerOptions {
                 node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
                 cluster_cidr: args.cluster_cidr.clone(),
@@ -65,9 +65,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
                     unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
                 })
-                .data_dir(data_dir)
+                .data_dir(&data_dir)
                 .listen(args.listen)
-                .store(match args.store {
+                .store(match args.store.take() {
                     Some(etcd) => StoreBackend::Etcd(etcd),
                     None => StoreBackend::Embedded,
                 })
@@ -85,27 +85,140 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(async {
-                let shutdown = shutdown_signal().context("installing signal handlers")?;
-                skiff_control::server::run(options, shutdown)
-                    .await
-                    .context("skiff server failed")
-            })?;
+            runtime.block_on(run_server(options, args, data_dir))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(args) => {
-            let data_dir = resolve_data_dir(args.data_dir)?;
-            eprintln!(
-                "skiff agent: not implemented yet; the node agent is in progress.\n\
-                 would join {} (data dir {})",
-                args.server,
-                data_dir.display(),
-            );
-            Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
+            let data_dir = resolve_data_dir(args.data_dir.clone())?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(run_agent(args, data_dir))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Push(args) => artifact::push(args),
         Command::Pull(args) => artifact::pull(args),
     }
+}
+
+/// `skiff server`: the control plane and, unless `--no-agent`, the local
+/// agent, until SIGTERM; the agent stops first (reporting its node not
+/// ready), then the server.
+async fn run_server(
+    options: ServerOptions,
+    args: cli::ServerArgs,
+    data_dir: PathBuf,
+) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal().context("installing signal handlers")?;
+    let mut running = skiff_control::server::start(options)
+        .await
+        .context("skiff server failed to start")?;
+    let agent = if args.no_agent {
+        None
+    } else {
+        let agent = local_agent(&running, &args, &data_dir)
+            .await
+            .context("starting the local agent")?;
+        Some(agent)
+    };
+    skiff_control::server::announce(&running);
+    let failed = tokio::select! {
+        () = shutdown => None,
+        result = running.failed() => Some(result),
+    };
+    if let Some((stop, task)) = agent {
+        stop.send_replace(true);
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(error = %format!("{error:#}"), "the local agent failed")
+            }
+            Err(error) => tracing::error!(%error, "the local agent's task failed"),
+        }
+    }
+    if let Some(result) = failed {
+        return result.context("skiff server failed");
+    }
+    tracing::info!("shutdown requested");
+    running.stop().await.context("skiff server failed")
+}
+
+/// The agent of `skiff server`'s own node, in-process: it reaches the API
+/// through the server's in-process service as its node identity.
+async fn local_agent(
+    running: &skiff_control::server::RunningServer,
+    args: &cli::ServerArgs,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
+    let listen = running.local_addr().ip();
+    let node_ip = args.node.node_ip.unwrap_or(if listen.is_unspecified() {
+        node::node_ip_towards(running.api_url())
+    } else {
+        listen
+    });
+    let agent_dir = data_dir.join("agent");
+    std::fs::create_dir_all(&agent_dir)
+        .with_context(|| format!("creating {}", agent_dir.display()))?;
+    let options = node::options(&args.node, node_ip, None, &agent_dir);
+    let name = options.node_name().to_owned();
+    let bootstrap = running
+        .node_bootstrap(&name, &[node_ip.to_string()])
+        .context("issuing the local node's credentials")?;
+    let client =
+        skiff_sdk::client::in_process(running.in_process_service(Identity::Node(name)), "default");
+    let runtimes = node::runtimes(&agent_dir, node_ip).await?;
+    let credentials = skiff_node::agent::AgentCredentials {
+        token: bootstrap.token,
+        serving_certificate_pem: bootstrap.serving_certificate_pem,
+        serving_key_pem: bootstrap.serving_key_pem,
+    };
+    let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        skiff_node::agent::run(client, runtimes, credentials, options, async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        })
+        .await
+        .map_err(anyhow::Error::from)
+    });
+    Ok((stop, task))
+}
+
+/// `skiff agent`: joins the server, then runs the node until SIGTERM.
+async fn run_agent(args: cli::AgentArgs, data_dir: PathBuf) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal().context("installing signal handlers")?;
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("reading the join token {}", args.token_file.display()))?;
+    let node_ip = args
+        .node
+        .node_ip
+        .unwrap_or_else(|| node::node_ip_towards(&args.server));
+    let options = node::options(&args.node, node_ip, args.listen, &data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let joined = skiff_node::bootstrap::join(
+        &args.server,
+        &token,
+        args.ca_file.as_deref(),
+        options.node_name(),
+        &[node_ip.to_string()],
+        &data_dir,
+    )
+    .await
+    .with_context(|| format!("joining {}", args.server))?;
+    let runtimes = node::runtimes(&data_dir, node_ip).await?;
+    skiff_node::agent::run(
+        joined.client,
+        runtimes,
+        joined.credentials,
+        options,
+        shutdown,
+    )
+    .await
+    .context("skiff agent failed")
 }
 
 /// Resolves on the first SIGTERM or SIGINT, so that the server shuts down

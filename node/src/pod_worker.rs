@@ -629,7 +629,7 @@ impl PodWorker {
                     };
                     return Err(Blocked {
                         reason: reason.to_owned(),
-                        message: Some(format!("pulling image \"{image}\": {error}")),
+                        message: Some(format!("pulling image \"{image}\": {}", chain(&error))),
                         retry: Retry::BackOff,
                     });
                 }
@@ -1026,7 +1026,7 @@ impl PodWorker {
                         .restart_at(None, now)
                         .unwrap_or(now + self.ctx.backoff_initial),
                 );
-                slot.waiting = Some(("CreateContainerError".to_owned(), Some(error.to_string())));
+                slot.waiting = Some(("CreateContainerError".to_owned(), Some(chain(&error))));
                 return;
             }
         };
@@ -1475,10 +1475,25 @@ impl Blocked {
     fn runtime(error: RuntimeError) -> Self {
         Self {
             reason: "ContainerCreating".to_owned(),
-            message: Some(error.to_string()),
+            message: Some(chain(&error)),
             retry: Retry::BackOff,
         }
     }
+}
+
+/// An error with its causes, `outer: inner: innermost`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn is_ended(status: &ContainerStatus) -> bool {

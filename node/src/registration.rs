@@ -27,10 +27,7 @@ use tokio::sync::watch;
 /// The namespace of node Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
-/// The node annotation that announces the node's pod address range
-/// (`--pod-address-range`): pods there have addresses of their own, so the
-/// scheduler does not treat their container ports as the node's ports.
-pub const POD_ADDRESS_RANGE_ANNOTATION: &str = "skiff.dev/pod-address-range";
+use skiff_sdk::annotations::POD_ADDRESS_RANGE as POD_ADDRESS_RANGE_ANNOTATION;
 
 /// The version the node reports as its kubelet's.
 pub const KUBELET_VERSION: &str = concat!("v1.34.0-skiff.", env!("CARGO_PKG_VERSION"));
