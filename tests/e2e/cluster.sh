@@ -13,7 +13,10 @@
 #   g. SIGKILL of the busiest agent: its node goes NotReady, its pods are
 #      replaced on the others once its Lease has expired;
 #   h. a pod that wants skiff.dev/gpu-enabled=true stays Pending, with the
-#      scheduler's reason, until the killed agent comes back so labelled.
+#      scheduler's reason, until the killed agent comes back so labelled;
+#   i. SIGKILL of an agent and its restart at once: its pods converge in
+#      place, the same pods (no duplicates), their Wasm containers restarted;
+#   j. SIGTERM of an agent: it reports its node not ready as it stops.
 #
 #   tests/e2e/cluster.sh [path/to/skiff]     (run by `make test`, as root)
 #
@@ -605,5 +608,59 @@ gone_from() {
     ! cut -d'|' -f2 "$WORK/pods" | grep -qx "$1"
 }
 eventually 60 "the pods evicted from $VICTIM are gone once it is back" gone_from "$VICTIM"
+
+# --- i. an agent killed and restarted at once ---------------------------------------------------
+HOST=$(list_pods app=hello | awk -F'|' '$6 == "" { print $2 }' | sort | head -1)
+[[ -n $HOST && -n ${AGENT_PID[$HOST]:-} ]] || fail "no node runs a pod of the Deployment"
+# pods_on NODE: the names and uids of the Deployment's pods bound to NODE.
+pods_on() {
+    k get pods -l app=hello -o jsonpath='{range .items[*]}{.spec.nodeName} {.metadata.name} {.metadata.uid}{"\n"}{end}' |
+        awk -v node="$1" '$1 == node { print $2, $3 }' | sort
+}
+BEFORE=$(pods_on "$HOST")
+echo "  SIGKILL agent $HOST and restart it at once (pods: ${BEFORE//$'\n'/, })" >&2
+kill -KILL "${AGENT_PID[$HOST]}"
+wait "${AGENT_PID[$HOST]}" 2>/dev/null || true
+start_agent "$HOST"
+# restarted_in_place: the same pods on HOST, Ready, each restarted once more
+# (a Wasm guest does not outlive its agent), and no other pod of the
+# Deployment anywhere.
+restarted_in_place() {
+    local now restarts
+    now=$(pods_on "$HOST") || return 1
+    echo "on $HOST: ${now//$'\n'/, } (before: ${BEFORE//$'\n'/, })"
+    [[ $now == "$BEFORE" ]] || return 1
+    hello_pods_ready "$SCALE_DOWN" v2 || return 1
+    restarts=$(k get pods -l app=hello --field-selector "spec.nodeName=$HOST" \
+        -o jsonpath='{range .items[*]}{.status.containerStatuses[0].restartCount}{" "}{end}') || return 1
+    echo "restart counts on $HOST: $restarts"
+    [[ -n $restarts && ! $restarts =~ (^| )0( |$) ]]
+}
+eventually 60 "the same pods run again on $HOST, restarted, no duplicates" restarted_in_place
+eventually 30 "they answer" answer_all v2
+FIRST=$(head -1 <<<"$BEFORE" | cut -d' ' -f1)
+run "kubectl logs --previous shows what $FIRST logged before the restart" k logs --previous "$FIRST"
+has '^GET /$'
+run "kubectl logs --tail 1 shows the last line" k logs --tail 1 "$FIRST"
+[[ $(grep -c . "$WORK/out") == 1 ]] || fail "--tail 1 gave $(grep -c . "$WORK/out") lines"
+
+# --- j. an agent stopped cleanly ---------------------------------------------------------------
+STOPPED=$(printf '%s\n' "${!AGENT_PID[@]}" | sort | head -1)
+echo "  SIGTERM agent $STOPPED" >&2
+kill -TERM "${AGENT_PID[$STOPPED]}"
+# stopped_within SECONDS: the agent's process ends within SECONDS.
+stopped_within() {
+    local deadline=$((SECONDS + $1))
+    while kill -0 "${AGENT_PID[$STOPPED]}" 2>/dev/null; do
+        ((SECONDS < deadline)) || return 1
+        sleep 1
+    done
+}
+run "it exits" stopped_within 30
+wait "${AGENT_PID[$STOPPED]}" 2>/dev/null || fail "agent $STOPPED exited with an error (see agent-$STOPPED.log)"
+unset "AGENT_PID[$STOPPED]"
+run "its node says it is stopping" k get node "$STOPPED" \
+    -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}'
+is "False KubeletNotReady: skiff agent is stopping"
 
 echo "cluster e2e: $PASSED steps passed"
