@@ -16,7 +16,9 @@
 #      scheduler's reason, until the killed agent comes back so labelled;
 #   i. SIGKILL of an agent and its restart at once: its pods converge in
 #      place, the same pods (no duplicates), their Wasm containers restarted;
-#   j. SIGTERM of an agent: it reports its node not ready as it stops.
+#   j. SIGTERM of an agent: it reports its node not ready as it stops;
+#   k. a task pod (examples/hello) with env from a ConfigMap and $(VAR) in
+#      its args runs to Succeeded and logs what it got.
 #
 #   tests/e2e/cluster.sh [path/to/skiff]     (run by `make test`, as root)
 #
@@ -396,6 +398,14 @@ V1_DIGEST=$(sed -n 's/^pushed .*@//p' "$WORK/out")
 run "push v2" "$SKIFF" push "$HELLO_HTTP_V2" "$REGISTRY/hello-http:v2" --insecure
 has "^pushed $REGISTRY/hello-http:v2@sha256:[0-9a-f]{64}$"
 [[ $(sed -n 's/^pushed .*@//p' "$WORK/out") != "$V1_DIGEST" ]] || fail "v2 has the digest of v1"
+# The command component of examples/hello, for a task pod (step k).
+HELLO_WASM=${HELLO_WASM:-$ROOT/examples/target/wasm32-wasip2/release/hello.wasm}
+if [[ ! -f $HELLO_WASM ]]; then
+    (cd "$ROOT/examples" && "${CARGO:-cargo}" build --quiet --release --target wasm32-wasip2 \
+        -p hello --target-dir "$WORK/build-hello") >&2 || fail "building examples/hello"
+    HELLO_WASM=$WORK/build-hello/wasm32-wasip2/release/hello.wasm
+fi
+run "push hello" "$SKIFF" push "$HELLO_WASM" "$REGISTRY/hello:v1" --insecure
 
 # --- b. the server and three agents -----------------------------------------------
 "$SKIFF" server --no-agent --data-dir "$DATA" --listen 127.0.0.1:0 \
@@ -662,5 +672,20 @@ unset "AGENT_PID[$STOPPED]"
 run "its node says it is stopping" k get node "$STOPPED" \
     -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}'
 is "False KubeletNotReady: skiff agent is stopping"
+
+# --- k. a task pod with its configuration from a ConfigMap -------------------------------------
+run "create a ConfigMap" k create configmap greeting --from-literal=greeting=ahoy
+sed -e "s|@REGISTRY@|$REGISTRY|g" "$MANIFESTS/task.yaml" >"$WORK/task.yaml"
+run "apply a task pod" k apply -f "$WORK/task.yaml"
+# task_succeeded: the pod ran to completion.
+task_succeeded() {
+    k get pod task -o 'jsonpath={.status.phase} {.status.containerStatuses[0].state.terminated.reason}'
+    [[ $(k get pod task -o 'jsonpath={.status.phase}') == Succeeded ]]
+}
+eventually 60 "it runs to Succeeded" task_succeeded
+is "Succeeded Completed"
+run "its log has the greeting from the ConfigMap, in env and args" k logs task
+has '^hello from skiff$' '^arg\[1\]: ahoy$' '^arg\[2\]: on task$' '^GREETING: ahoy$'
+run "delete it" k delete pod task --timeout=30s
 
 echo "cluster e2e: $PASSED steps passed"
