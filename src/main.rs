@@ -114,7 +114,7 @@ async fn run_server(
     let mut running = skiff_control::server::start(options)
         .await
         .context("skiff server failed to start")?;
-    let agent = if args.no_agent {
+    let mut agent = if args.no_agent {
         None
     } else {
         let agent = local_agent(&running, &args, &data_dir)
@@ -123,25 +123,48 @@ async fn run_server(
         Some(agent)
     };
     skiff_control::server::announce(&running);
-    let failed = tokio::select! {
-        () = shutdown => None,
-        result = running.failed() => Some(result),
+    let agent_ended = async {
+        match &mut agent {
+            Some((_, task)) => task.await,
+            None => std::future::pending().await,
+        }
     };
-    if let Some((stop, task)) = agent {
-        stop.send_replace(true);
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::error!(error = %format!("{error:#}"), "the local agent failed")
+    enum Ended {
+        Shutdown,
+        Server(Result<(), skiff_control::server::ServerError>),
+        Agent(Result<anyhow::Result<()>, tokio::task::JoinError>),
+    }
+    let ended = tokio::select! {
+        () = shutdown => Ended::Shutdown,
+        result = running.failed() => Ended::Server(result),
+        result = agent_ended => Ended::Agent(result),
+    };
+    match ended {
+        Ended::Shutdown => {
+            tracing::info!("shutdown requested");
+            if let Some((stop, task)) = agent {
+                stop.send_replace(true);
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::error!(error = %format!("{error:#}"), "the local agent failed");
+                    }
+                    Err(error) => tracing::error!(%error, "the local agent's task failed"),
+                }
             }
-            Err(error) => tracing::error!(%error, "the local agent's task failed"),
+            running.stop().await.context("skiff server failed")
+        }
+        Ended::Server(result) => result.context("skiff server failed"),
+        Ended::Agent(result) => {
+            // A server asked to run a node that cannot is not half-running.
+            let _ = running.stop().await;
+            match result {
+                Ok(Ok(())) => anyhow::bail!("the local agent stopped"),
+                Ok(Err(error)) => Err(error.context("the local agent failed")),
+                Err(error) => Err(anyhow::Error::from(error).context("the local agent's task failed")),
+            }
         }
     }
-    if let Some(result) = failed {
-        return result.context("skiff server failed");
-    }
-    tracing::info!("shutdown requested");
-    running.stop().await.context("skiff server failed")
 }
 
 /// The agent of `skiff server`'s own node, in-process: it reaches the API

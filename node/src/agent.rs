@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use skiff_sdk::events::Recorder;
 use skiff_sdk::runtime::Runtime;
 use tokio::sync::watch;
 
@@ -189,23 +190,14 @@ pub async fn run(
         None => PodAddresses::NodeAddress,
     };
     let machine = MachineFacts::detect();
-    let listen = options.listen_address();
-    let node = NodeConfig {
-        name: options.node_name.clone(),
-        ip: options.node_ip,
-        api_port: listen.port(),
-        labels: options.labels.clone(),
-        max_pods: options.max_pods,
-        pod_address_range: options.pod_address_range.clone(),
-    };
-    registration::register(&client, &node, &machine, &runtimes).await?;
 
+    // The node API first: the Node announces the port it got.
     let (stop, stopping) = watch::channel(false);
     let logs = Arc::new(PodLogs::default());
     let mut api_stopping = stopping.clone();
     let node_api = node_api::serve(
         NodeApiConfig {
-            listen,
+            listen: options.listen_address(),
             certificate_pem: credentials.serving_certificate_pem.clone(),
             private_key_pem: credentials.serving_key_pem.clone(),
             token: credentials.token.clone(),
@@ -216,6 +208,18 @@ pub async fn run(
         },
     )
     .await?;
+    let node = NodeConfig {
+        name: options.node_name.clone(),
+        ip: options.node_ip,
+        api_port: node_api.local_addr().port(),
+        labels: options.labels.clone(),
+        max_pods: options.max_pods,
+        pod_address_range: options.pod_address_range.clone(),
+    };
+    if let Err(error) = registration::register(&client, &node, &machine, &runtimes).await {
+        node_api.stop().await;
+        return Err(error.into());
+    }
     tracing::info!(
         node = %options.node_name,
         ip = %options.node_ip,
@@ -233,12 +237,15 @@ pub async fn run(
         options.status_interval,
         stopping.clone(),
     ));
+    let (events, event_writer) = Recorder::new(client.clone(), "kubelet", &options.node_name);
+    let event_writer = tokio::spawn(event_writer);
     let ctx = Arc::new(WorkerContext {
         api: Arc::new(pod_api::KubePodApi::new(client.clone())),
         objects: Arc::new(ApiObjectSource::new(client.clone())),
         runtimes: Runtimes::new(runtimes),
         exec: Arc::new(NoExec),
         logs,
+        events,
         node_name: options.node_name.clone(),
         node_ip: options.node_ip,
         pod_addresses,
@@ -257,5 +264,6 @@ pub async fn run(
     let _ = pods.await;
     let _ = heartbeat.await;
     node_api.stop().await;
+    event_writer.abort();
     Ok(())
 }
