@@ -12,6 +12,8 @@
 //! stopped and removed them; `activeDeadlineSeconds` fails the pod.
 
 use std::collections::HashMap;
+
+use skiff_sdk::error_chain as chain;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ use skiff_sdk::runtime::{
 };
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
+
+use skiff_sdk::events::Recorder;
 
 use crate::backoff::Backoff;
 use crate::pod_api::{PodApi, PodApiError};
@@ -101,6 +105,9 @@ pub struct WorkerContext {
     pub exec: Arc<dyn ExecProber>,
     /// The log files the node API serves.
     pub logs: Arc<PodLogs>,
+    /// Records the kubelet's events about pods (Pulled, Started, BackOff,
+    /// Unhealthy, Killing ...).
+    pub events: Recorder,
     /// The node's name.
     pub node_name: String,
     /// The node's address.
@@ -503,6 +510,17 @@ impl PodWorker {
             }
             Lifecycle::Terminate => {
                 let grace = self.grace();
+                if !self.gone {
+                    for slot in &self.slots {
+                        if slot.current.as_ref().is_some_and(|i| !is_ended(&i.status)) {
+                            self.ctx.events.normal(
+                                &*self.pod,
+                                "Killing",
+                                format!("Stopping container {}", slot.spec.name),
+                            );
+                        }
+                    }
+                }
                 self.stop_all(grace).await;
                 self.stop_sandbox().await;
                 Lifecycle::Cleanup
@@ -539,6 +557,11 @@ impl PodWorker {
 
     async fn fail_on_deadline(&mut self) -> Lifecycle {
         tracing::info!(pod = %self.key(), "active deadline exceeded");
+        self.ctx.events.normal(
+            &*self.pod,
+            "DeadlineExceeded",
+            "Pod was active on the node longer than the specified deadline".to_owned(),
+        );
         self.failure = Some(PodFailure {
             reason: "DeadlineExceeded".to_owned(),
             message: "Pod was active on the node longer than the specified deadline".to_owned(),
@@ -607,8 +630,21 @@ impl PodWorker {
                 continue;
             }
             let options = PullOptions::default().insecure(self.insecure(&image));
+            self.ctx
+                .events
+                .normal(&*self.pod, "Pulling", format!("Pulling image \"{image}\""));
+            let started = Instant::now();
             match runtime.pull_image(&ImageSpec::new(&image), &options).await {
                 Ok(pulled) => {
+                    self.ctx.events.normal(
+                        &*self.pod,
+                        "Pulled",
+                        format!(
+                            "Successfully pulled image \"{image}\" in {:.3}s. Image size: {} bytes.",
+                            started.elapsed().as_secs_f64(),
+                            pulled.size
+                        ),
+                    );
                     let repository = image
                         .split('@')
                         .next()
@@ -627,9 +663,22 @@ impl PodWorker {
                     } else {
                         "ErrImagePull"
                     };
+                    let message = format!("pulling image \"{image}\": {}", chain(&error));
+                    self.ctx.events.warning(
+                        &*self.pod,
+                        "Failed",
+                        format!("Failed to pull image \"{image}\": {}", chain(&error)),
+                    );
+                    if reason == "ImagePullBackOff" {
+                        self.ctx.events.normal(
+                            &*self.pod,
+                            "BackOff",
+                            format!("Back-off pulling image \"{image}\""),
+                        );
+                    }
                     return Err(Blocked {
                         reason: reason.to_owned(),
-                        message: Some(format!("pulling image \"{image}\": {}", chain(&error))),
+                        message: Some(message),
                         retry: Retry::BackOff,
                     });
                 }
@@ -908,6 +957,17 @@ impl PodWorker {
             %message,
             "container failed its probe; restarting"
         );
+        self.ctx
+            .events
+            .warning(&*self.pod, "Unhealthy", message.to_owned());
+        self.ctx.events.normal(
+            &*self.pod,
+            "Killing",
+            format!(
+                "Container {} failed its probe, will be restarted",
+                slot.spec.name
+            ),
+        );
         let Some(instance) = &mut slot.current else {
             return;
         };
@@ -959,6 +1019,14 @@ impl PodWorker {
             .unwrap_or(finished);
         slot.not_before = Some(at);
         if at > finished {
+            self.ctx.events.warning(
+                &*self.pod,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {}_{}({})",
+                    slot.spec.name, self.name, self.namespace, self.uid
+                ),
+            );
             slot.waiting = Some((
                 "CrashLoopBackOff".to_owned(),
                 Some(format!(
@@ -1000,6 +1068,9 @@ impl PodWorker {
         let config = match self.container_config(index).await {
             Ok(config) => config,
             Err((reason, message)) => {
+                self.ctx
+                    .events
+                    .warning(&*self.pod, "Failed", format!("Error: {message}"));
                 let slot = &mut self.slots[index];
                 slot.waiting = Some((reason, Some(message)));
                 slot.not_before = Some(Instant::now() + self.ctx.backoff_initial);
@@ -1020,6 +1091,9 @@ impl PodWorker {
             Ok(id) => id,
             Err(error) => {
                 tracing::info!(pod = %key, container = %slot.spec.name, %error, "creating a container failed");
+                self.ctx
+                    .events
+                    .warning(&*self.pod, "Failed", format!("Error: {}", chain(&error)));
                 let now = Instant::now();
                 slot.not_before = Some(
                     slot.backoff
@@ -1030,6 +1104,11 @@ impl PodWorker {
                 return;
             }
         };
+        self.ctx.events.normal(
+            &*self.pod,
+            "Created",
+            format!("Created container: {}", slot.spec.name),
+        );
         slot.next_attempt = config.attempt + 1;
         if std::mem::take(&mut slot.restarting) {
             slot.restart_count += 1;
@@ -1046,8 +1125,18 @@ impl PodWorker {
             log_path,
             finished_rx,
         );
-        if let Err(error) = runtime.start_container(&id).await {
-            tracing::info!(pod = %key, container = %slot.spec.name, %error, "starting a container failed");
+        match runtime.start_container(&id).await {
+            Ok(()) => self.ctx.events.normal(
+                &*self.pod,
+                "Started",
+                format!("Started container {}", slot.spec.name),
+            ),
+            Err(error) => {
+                tracing::info!(pod = %key, container = %slot.spec.name, %error, "starting a container failed");
+                self.ctx
+                    .events
+                    .warning(&*self.pod, "Failed", format!("Error: {}", chain(&error)));
+            }
         }
         let status = match runtime.container_status(&id).await {
             Ok(status) => status,
@@ -1480,22 +1569,6 @@ impl Blocked {
         }
     }
 }
-
-/// An error with its causes, `outer: inner: innermost`.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 fn is_ended(status: &ContainerStatus) -> bool {
     matches!(
         status.state,

@@ -25,6 +25,8 @@
 //! Everything but [`NodeClient`] and [`serve`] is pure.
 
 use std::net::IpAddr;
+
+use skiff_sdk::error_chain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -465,22 +467,6 @@ impl NodeClient {
             .map_err(|error| format!("the node's certificate does not name node {node:?}: {error}"))
     }
 }
-
-/// An error and its sources, joined with `: `.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Serves `GET .../pods/{name}/log` (see the module documentation);
 /// the caller has authorized the request.
 pub(crate) async fn serve(
