@@ -161,7 +161,9 @@ async fn run_server(
             match result {
                 Ok(Ok(())) => anyhow::bail!("the local agent stopped"),
                 Ok(Err(error)) => Err(error.context("the local agent failed")),
-                Err(error) => Err(anyhow::Error::from(error).context("the local agent's task failed")),
+                Err(error) => {
+                    Err(anyhow::Error::from(error).context("the local agent's task failed"))
+                }
             }
         }
     }

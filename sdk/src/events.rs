@@ -1,5 +1,6 @@
-//! Events (`core/v1`) that the scheduler and controllers record about the
-//! objects they act on, so that `kubectl describe` tells users why.
+//! Events (`core/v1`) that skiff's components (the scheduler, the
+//! controllers, the node agent) record about the objects they act on, so
+//! that `kubectl describe` tells users why.
 //!
 //! Recording never blocks a reconcile: events go through a bounded queue to
 //! one writer task, and are dropped (with a debug log) when the queue is
@@ -70,6 +71,12 @@ impl Recorder {
             seen: HashMap::new(),
         };
         (Self { queue }, writer.run(records))
+    }
+
+    /// A recorder that drops every event, for components under test.
+    pub fn discard() -> Self {
+        let (queue, _) = mpsc::channel(1);
+        Self { queue }
     }
 
     /// Records a `Normal` event about `object`.

@@ -24,7 +24,7 @@ use crate::leader::{Elector, LeaderElection};
 
 pub mod deployment;
 pub mod endpoints;
-pub mod events;
+pub use skiff_sdk::events;
 pub mod garbage_collector;
 pub mod informer;
 pub mod node_lifecycle;

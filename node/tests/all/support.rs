@@ -492,6 +492,7 @@ pub fn context(
         runtimes: Runtimes::new(vec![Arc::new(runtime.clone())]),
         exec,
         logs: Arc::new(PodLogs::default()),
+        events: skiff_sdk::events::Recorder::discard(),
         node_name: "n1".into(),
         node_ip: "127.0.0.2".parse().unwrap(),
         pod_addresses: PodAddresses::NodeAddress,
