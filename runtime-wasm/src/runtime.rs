@@ -387,6 +387,12 @@ impl Container {
         let http = {
             let mut process = lock(&self.process);
             match process.as_mut() {
+                // Without grace the guest is killed, not asked: closing its
+                // stdin first would race the kill and let it exit cleanly.
+                Some(Process::Task { kill, .. }) if grace.is_zero() => {
+                    kill.send_replace(true);
+                    None
+                }
                 Some(Process::Task { stdin, .. }) => {
                     stdin.take();
                     None
