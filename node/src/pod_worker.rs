@@ -620,14 +620,43 @@ impl PodWorker {
                 })?;
             self.volumes = Some(volumes);
         }
-        let images: Vec<String> = self
+        let images: Vec<(String, PullPolicy)> = self
             .slots
             .iter()
-            .filter_map(|s| s.spec.image.clone())
+            .filter_map(|s| {
+                let image = s.spec.image.clone()?;
+                let policy = PullPolicy::of(&image, s.spec.image_pull_policy.as_deref());
+                Some((image, policy))
+            })
             .collect();
-        for image in images {
+        let mut present: Option<Vec<runtime::ImageInfo>> = None;
+        for (image, policy) in images {
             if self.images.contains_key(&image) {
                 continue;
+            }
+            if policy != PullPolicy::Always {
+                if present.is_none() {
+                    present = Some(runtime.list_images().await.unwrap_or_default());
+                }
+                let found = present
+                    .iter()
+                    .flatten()
+                    .find(|i| i.names.contains(&image) || i.digest == image);
+                if let Some(found) = found {
+                    let repository = strip_tag(image.split('@').next().unwrap_or_default());
+                    self.images
+                        .insert(image.clone(), format!("{repository}@{}", found.digest));
+                    continue;
+                }
+                if policy == PullPolicy::Never {
+                    return Err(Blocked {
+                        reason: "ErrImageNeverPull".to_owned(),
+                        message: Some(format!(
+                            "Container image \"{image}\" is not present with pull policy of Never"
+                        )),
+                        retry: Retry::BackOff,
+                    });
+                }
             }
             let options = PullOptions::default().insecure(self.insecure(&image));
             self.ctx
@@ -1545,6 +1574,35 @@ impl PodWorker {
     }
 }
 
+/// A container's `imagePullPolicy`, with Kubernetes' default: `Always` for
+/// `:latest` or no tag, `IfNotPresent` otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    fn of(image: &str, policy: Option<&str>) -> Self {
+        match policy {
+            Some("Always") => Self::Always,
+            Some("IfNotPresent") => Self::IfNotPresent,
+            Some("Never") => Self::Never,
+            _ => {
+                let name = image.split('@').next().unwrap_or_default();
+                let digest = image.contains('@');
+                let tag = name.rsplit_once(':').filter(|(_, tag)| !tag.contains('/'));
+                match tag {
+                    _ if digest => Self::IfNotPresent,
+                    Some((_, "latest")) | None => Self::Always,
+                    Some(_) => Self::IfNotPresent,
+                }
+            }
+        }
+    }
+}
+
 /// Why preparing a pod failed, and when to try again.
 struct Blocked {
     reason: String,
@@ -1662,5 +1720,27 @@ fn format_duration(duration: Duration) -> String {
         format!("{seconds}s")
     } else {
         format!("{}m{}s", seconds / 60, seconds % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policies_default_as_kubernetes_does() {
+        use PullPolicy::*;
+        for (image, policy, expect) in [
+            ("r:5000/app:v1", None, IfNotPresent),
+            ("r:5000/app:latest", None, Always),
+            ("r:5000/app", None, Always),
+            ("app", None, Always),
+            ("r:5000/app@sha256:00", None, IfNotPresent),
+            ("r:5000/app:v1", Some("Always"), Always),
+            ("r:5000/app:latest", Some("Never"), Never),
+            ("r:5000/app", Some("IfNotPresent"), IfNotPresent),
+        ] {
+            assert_eq!(PullPolicy::of(image, policy), expect, "{image} {policy:?}");
+        }
     }
 }
