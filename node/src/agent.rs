@@ -255,6 +255,7 @@ pub async fn run(
         allocatable_memory_bytes: machine.memory_bytes,
         backoff_initial: options.backoff_initial,
         backoff_max: options.backoff_max,
+        inventory: Default::default(),
     });
     let pods = tokio::spawn(pod_manager::run(ctx, client, stopping));
 

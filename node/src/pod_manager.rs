@@ -30,7 +30,8 @@ pub async fn run(
     client: kube::Client,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    claim_addresses(&ctx).await;
+    ctx.inventory.take(&ctx.runtimes).await;
+    claim_addresses(&ctx);
     let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
     let mut events = watcher::watcher(pods, config).boxed();
@@ -120,26 +121,17 @@ fn dispatch(
 
 /// Before any worker starts: gives the pods whose sandboxes survived a
 /// restart the addresses they had.
-async fn claim_addresses(ctx: &WorkerContext) {
+fn claim_addresses(ctx: &WorkerContext) {
     let PodAddresses::Pool(pool) = &ctx.pod_addresses else {
         return;
     };
-    for runtime in ctx.runtimes.all() {
-        match runtime.list().await {
-            Ok(sandboxes) => {
-                for sandbox in sandboxes {
-                    if let Some(ip) = sandbox
-                        .annotations
-                        .get(POD_IP_ANNOTATION)
-                        .and_then(|ip| ip.parse().ok())
-                    {
-                        pool.claim(&sandbox.metadata.uid, ip);
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::warn!(runtime = %runtime.info().name, %error, "listing the runtime's sandboxes failed")
-            }
+    for sandbox in ctx.inventory.sandboxes() {
+        if let Some(ip) = sandbox
+            .annotations
+            .get(POD_IP_ANNOTATION)
+            .and_then(|ip| ip.parse().ok())
+        {
+            pool.claim(&sandbox.metadata.uid, ip);
         }
     }
 }

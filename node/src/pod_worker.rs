@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use skiff_sdk::error_chain as chain;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future;
@@ -26,7 +26,7 @@ use skiff_sdk::quantity::ParsedQuantity;
 use skiff_sdk::runtime::{
     self, ContainerConfig, ContainerId, ContainerState, ContainerStatus, ImageSpec, PullOptions,
     Resources, Runtime, RuntimeError, RuntimeEvent, SandboxConfig, SandboxId, SandboxMetadata,
-    SandboxNetwork, SandboxState,
+    SandboxNetwork, SandboxState, SandboxStatus,
 };
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
@@ -82,6 +82,61 @@ impl Runtimes {
     }
 }
 
+/// What the runtimes held when the agent started, by runtime and pod uid:
+/// the sandboxes the workers adopt. Listed once by the pod manager rather
+/// than by every worker (a listing grows with the pods on the node).
+#[derive(Default)]
+pub struct Inventory {
+    listed: Mutex<HashMap<String, HashMap<String, Vec<SandboxStatus>>>>,
+}
+
+impl Inventory {
+    /// Lists every runtime; a runtime that does not answer is left out,
+    /// and its pods' workers list it themselves once it does.
+    pub async fn take(&self, runtimes: &Runtimes) {
+        for runtime in runtimes.all() {
+            let name = runtime.info().name.clone();
+            match runtime.list().await {
+                Ok(sandboxes) => {
+                    let mut by_pod: HashMap<String, Vec<SandboxStatus>> = HashMap::new();
+                    for sandbox in sandboxes {
+                        by_pod
+                            .entry(sandbox.metadata.uid.clone())
+                            .or_default()
+                            .push(sandbox);
+                    }
+                    self.lock().insert(name, by_pod);
+                }
+                Err(error) => {
+                    tracing::warn!(runtime = %name, %error, "listing the runtime's sandboxes failed")
+                }
+            }
+        }
+    }
+
+    /// Every listed sandbox.
+    pub fn sandboxes(&self) -> Vec<SandboxStatus> {
+        self.lock()
+            .values()
+            .flat_map(|by_pod| by_pod.values().flatten().cloned())
+            .collect()
+    }
+
+    /// Hands over what `runtime` held of pod `uid`; `None` when that
+    /// runtime was not listed.
+    fn claim(&self, runtime: &str, uid: &str) -> Option<Vec<SandboxStatus>> {
+        let mut listed = self.lock();
+        let by_pod = listed.get_mut(runtime)?;
+        Some(by_pod.remove(uid).unwrap_or_default())
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Vec<SandboxStatus>>>> {
+        self.listed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// How the node gives pods their addresses.
 #[derive(Clone, Debug)]
 pub enum PodAddresses {
@@ -126,6 +181,8 @@ pub struct WorkerContext {
     pub backoff_initial: Duration,
     /// The crash-loop back-off's longest delay.
     pub backoff_max: Duration,
+    /// What the runtimes held when the agent started.
+    pub inventory: Inventory,
 }
 
 /// What the pod manager sends a worker: the pod as last seen, or `None`
@@ -806,12 +863,15 @@ impl PodWorker {
     /// restart): the newest ready sandbox and its containers; older or
     /// stopped sandboxes are removed once their containers are counted.
     async fn adopt(&mut self, runtime: &Arc<dyn Runtime>) -> Result<(), RuntimeError> {
-        let sandboxes: Vec<_> = runtime
-            .list()
-            .await?
-            .into_iter()
-            .filter(|s| s.metadata.uid == self.uid)
-            .collect();
+        let sandboxes = match self.ctx.inventory.claim(&runtime.info().name, &self.uid) {
+            Some(sandboxes) => sandboxes,
+            None => runtime
+                .list()
+                .await?
+                .into_iter()
+                .filter(|s| s.metadata.uid == self.uid)
+                .collect(),
+        };
         let Some(newest) = sandboxes.iter().map(|s| s.metadata.attempt).max() else {
             return Ok(());
         };

@@ -701,15 +701,24 @@ impl Runtime for WasmRuntime {
 
     async fn list(&self) -> Result<Vec<SandboxStatus>, RuntimeError> {
         let sandboxes: Vec<_> = lock(&self.inner.sandboxes).values().cloned().collect();
+        // One pass over the containers (not one per sandbox): the agent
+        // lists thousands of sandboxes when it starts.
+        let mut containers: HashMap<SandboxId, Vec<ContainerStatus>> = HashMap::new();
+        let all: Vec<_> = lock(&self.inner.containers).values().cloned().collect();
+        for container in all {
+            let status = lock(&container.record).status.clone();
+            containers
+                .entry(status.sandbox_id.clone())
+                .or_default()
+                .push(status);
+        }
         let mut statuses: Vec<SandboxStatus> = sandboxes
             .iter()
             .map(|sandbox| {
                 let mut status = lock(&sandbox.record).status.clone();
-                status.containers = self
-                    .containers_of(&status.id)
-                    .iter()
-                    .map(|c| lock(&c.record).status.clone())
-                    .collect();
+                let mut own = containers.remove(&status.id).unwrap_or_default();
+                own.sort_by_key(|c| c.created_at);
+                status.containers = own;
                 status
             })
             .collect();

@@ -280,6 +280,8 @@ async fn a_restarted_agent_adopts_running_containers_without_duplicates() {
         Arc::new(skiff_node::probe::NoExec),
         first.dir.path().to_owned(),
     );
+    // As the pod manager does before starting workers.
+    ctx.inventory.take(&ctx.runtimes).await;
     let (_updates, receiver) = tokio::sync::watch::channel(Some(Arc::new(seen.clone())));
     let task = tokio::spawn(PodWorker::new(ctx, Arc::new(seen), receiver).run());
     tokio::time::sleep(secs(1)).await;
@@ -321,6 +323,8 @@ async fn containers_lost_with_the_runtime_are_started_again_in_the_same_sandbox(
         Arc::new(skiff_node::probe::NoExec),
         first.dir.path().to_owned(),
     );
+    // No inventory taken (as for a runtime that did not answer when the
+    // agent started): the worker lists the runtime itself.
     let (_updates, receiver) = tokio::sync::watch::channel(Some(Arc::new(spec.clone())));
     let task = tokio::spawn(PodWorker::new(ctx, Arc::new(spec), receiver).run());
     tokio::time::sleep(secs(1)).await;

@@ -502,6 +502,7 @@ pub fn context(
         allocatable_memory_bytes: 8 << 30,
         backoff_initial: Duration::from_secs(10),
         backoff_max: Duration::from_secs(300),
+        inventory: Default::default(),
     })
 }
 
