@@ -49,11 +49,12 @@ test: deps build-examples
 
 ## Benchmarks against a peer measured in the same run (needs `make deps`);
 ## results are printed and written into BENCHMARKS.md.
-bench: deps
+bench: deps build-examples
 	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench store
 	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench api
 	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-control --bench scheduler
 	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff-runtime-wasm --bench wasm
+	SKIFF_BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(CARGO) bench -p skiff --bench agent
 
 fmt:
 	$(CARGO) fmt --all

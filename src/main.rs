@@ -53,6 +53,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Server(mut args) => {
+            raise_open_files_limit();
             let data_dir = resolve_data_dir(args.data_dir.clone())?;
             let controllers = ControllerOptions {
                 node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
@@ -89,6 +90,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(args) => {
+            raise_open_files_limit();
             let data_dir = resolve_data_dir(args.data_dir.clone())?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -99,6 +101,17 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Push(args) => artifact::push(args),
         Command::Pull(args) => artifact::pull(args),
+    }
+}
+
+/// Raises the soft limit on open files to the hard one, as containerd's
+/// and the kubelet's units do: every idle pod holds a listener and a log
+/// file, and every watcher a connection (1,024, the usual soft limit, is
+/// a few hundred pods).
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "raising the open files limit failed"),
     }
 }
 

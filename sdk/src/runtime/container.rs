@@ -84,6 +84,32 @@ pub struct Resources {
     pub cpu_limit_millis: Option<u64>,
 }
 
+/// The container's security context (Kubernetes `securityContext`, the
+/// pod's merged with the container's). OCI runtimes apply it; a Wasm guest
+/// has no users or capabilities to apply it to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// The process's user ID; `None` for the image's user.
+    pub run_as_user: Option<u32>,
+    /// The process's group ID; `None` for the image's (or the user's).
+    pub run_as_group: Option<u32>,
+    /// Extra groups of the process (`supplementalGroups`, `fsGroup`).
+    pub supplemental_groups: Vec<u32>,
+    /// The root filesystem is mounted read-only.
+    pub read_only_root_filesystem: bool,
+    /// Capabilities added to the runtime's default set (`NET_ADMIN` style,
+    /// `ALL` for every one).
+    pub capabilities_add: Vec<String>,
+    /// Capabilities removed from it (`ALL` for every one).
+    pub capabilities_drop: Vec<String>,
+    /// Every capability, every device, no seccomp filter, writable /proc
+    /// and /sys.
+    pub privileged: bool,
+    /// Whether the process may gain privileges (setuid binaries, file
+    /// capabilities); `None` is no, unless privileged (no_new_privs).
+    pub allow_privilege_escalation: Option<bool>,
+}
+
 /// What [`Runtime::create_container`](super::Runtime::create_container)
 /// needs (CRI's `ContainerConfig`, trimmed).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +152,9 @@ pub struct ContainerConfig {
     /// The agent's bookkeeping (spec hash, restart count, termination
     /// message path); returned as is in [`ContainerStatus::annotations`].
     pub annotations: BTreeMap<String, String>,
+    /// Users, capabilities and the root filesystem's mode.
+    #[serde(default)]
+    pub security: Security,
 }
 
 impl ContainerConfig {
@@ -193,6 +222,12 @@ impl ContainerConfig {
     /// Sets the annotations.
     pub fn annotations(mut self, annotations: BTreeMap<String, String>) -> Self {
         self.annotations = annotations;
+        self
+    }
+
+    /// Sets the security context.
+    pub fn security(mut self, security: Security) -> Self {
+        self.security = security;
         self
     }
 

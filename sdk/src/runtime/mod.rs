@@ -62,7 +62,7 @@ mod validate;
 
 pub use container::{
     ContainerConfig, ContainerState, ContainerStats, ContainerStatus, KILLED_EXIT_CODE, Mount,
-    Resources, reason,
+    Resources, Security, reason,
 };
 pub use error::{BoxError, ObjectKind, RuntimeError};
 pub use event::RuntimeEvent;
