@@ -25,6 +25,10 @@ pub enum Command {
     Server(ServerArgs),
     /// Run a node agent that joins the cluster of a server.
     Agent(AgentArgs),
+    /// Run a command in a container of a pod, as `kubectl exec`: skiff
+    /// exec POD [-c CONTAINER] [-i] [-t] -- COMMAND [ARGS...]. Exits with
+    /// the command's exit code.
+    Exec(ExecArgs),
     /// Push a Wasm component or module to an OCI registry, as a Wasm OCI
     /// artifact (config application/vnd.wasm.config.v0+json, one
     /// application/wasm layer).
@@ -175,6 +179,41 @@ pub struct NodeArgs {
     /// quarter of it).
     #[arg(long, value_name = "SECONDS", default_value_t = 40)]
     pub lease_duration_seconds: u64,
+}
+
+/// Flags of `skiff exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The pod.
+    #[arg(value_name = "POD")]
+    pub pod: String,
+
+    /// The pod's namespace [default: the kubeconfig context's, else
+    /// default].
+    #[arg(short, long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// The container [default: the pod's default-container annotation, or
+    /// its only container].
+    #[arg(short, long, value_name = "CONTAINER")]
+    pub container: Option<String>,
+
+    /// Pass this process's stdin to the command.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+
+    /// Give the command a terminal (stderr then comes on stdout).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// The kubeconfig [default: the one `skiff server` wrote into the
+    /// default data dir, else ~/.kube/config].
+    #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// Flags of `skiff push`.

@@ -1,12 +1,14 @@
 //! `skiff`, the one binary: `skiff server` runs the control plane (and by
-//! default a local agent), `skiff agent` runs a node, `skiff push` and
-//! `skiff pull` move Wasm binaries to and from OCI registries. This crate
+//! default a local agent), `skiff agent` runs a node, `skiff exec` runs a
+//! command in a pod, `skiff push` and `skiff pull` move Wasm binaries to
+//! and from OCI registries. This crate
 //! only parses flags and composes the library crates; the logic lives in
 //! them.
 
 mod artifact;
 mod cli;
 mod data_dir;
+mod exec;
 mod node;
 
 use std::path::PathBuf;
@@ -99,6 +101,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime.block_on(run_agent(args, data_dir))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Exec(args) => exec::run(args),
         Command::Push(args) => artifact::push(args),
         Command::Pull(args) => artifact::pull(args),
     }
@@ -208,7 +211,7 @@ async fn local_agent(
         .context("issuing the local node's credentials")?;
     let client =
         skiff_sdk::client::in_process(running.in_process_service(Identity::Node(name)), "default");
-    let runtimes = node::runtimes(&agent_dir, node_ip).await?;
+    let runtimes = node::runtimes(&agent_dir, node_ip, &args.node.containerd_socket).await?;
     let credentials = skiff_node::agent::AgentCredentials {
         token: bootstrap.token,
         serving_certificate_pem: bootstrap.serving_certificate_pem,
@@ -247,7 +250,7 @@ async fn run_agent(args: cli::AgentArgs, data_dir: PathBuf) -> anyhow::Result<()
     )
     .await
     .with_context(|| format!("joining {}", args.server))?;
-    let runtimes = node::runtimes(&data_dir, node_ip).await?;
+    let runtimes = node::runtimes(&data_dir, node_ip, &args.node.containerd_socket).await?;
     skiff_node::agent::run(
         joined.client,
         runtimes,

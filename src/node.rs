@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use skiff_node::agent::AgentOptions;
+use skiff_runtime_oci::{OciRuntime, OciRuntimeOptions};
 use skiff_runtime_wasm::{WasmRuntime, WasmRuntimeOptions};
 use skiff_sdk::runtime::Runtime;
 
@@ -37,13 +38,34 @@ pub fn options(
     options
 }
 
-/// This node's runtimes: wasmtime in-process. (The OCI runtime joins when
-/// it exists; until then `runc` pods report `RuntimeUnavailable`.)
-pub async fn runtimes(data_dir: &Path, node_ip: IpAddr) -> anyhow::Result<Vec<Arc<dyn Runtime>>> {
+/// This node's runtimes: wasmtime in-process, and containers through
+/// containerd at `containerd_socket` when it answers (a node without it
+/// runs Wasm pods only: no `skiff.dev/oci-enabled` label, and `runc` pods
+/// bound to it report `RuntimeUnavailable`).
+pub async fn runtimes(
+    data_dir: &Path,
+    node_ip: IpAddr,
+    containerd_socket: &Path,
+) -> anyhow::Result<Vec<Arc<dyn Runtime>>> {
     let wasm = WasmRuntime::open(WasmRuntimeOptions::new(data_dir.join("wasm")).host_ip(node_ip))
         .await
         .context("opening the Wasm runtime")?;
-    Ok(vec![Arc::new(wasm)])
+    let mut runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(wasm)];
+    let oci = OciRuntimeOptions::new(data_dir.join("oci"))
+        .socket(containerd_socket)
+        .host_ip(node_ip);
+    match OciRuntime::open(oci).await {
+        Ok(oci) => {
+            tracing::info!(socket = %containerd_socket.display(), version = %oci.info().version, "containerd answers: this node runs containers");
+            runtimes.push(Arc::new(oci));
+        }
+        Err(error) => tracing::warn!(
+            socket = %containerd_socket.display(),
+            error = %skiff_sdk::error_chain(&error),
+            "containerd does not answer: this node runs Wasm pods only"
+        ),
+    }
+    Ok(runtimes)
 }
 
 /// The address of this machine that routes to `server` (no packet is

@@ -16,9 +16,10 @@ use crate::address_pool::{AddressPool, InvalidRange};
 use crate::backoff::Backoff;
 use crate::node_api::{self, NodeApiConfig, NodeApiError};
 use crate::pod_config::ApiObjectSource;
+use crate::pod_containers::PodContainers;
 use crate::pod_logs::PodLogs;
 use crate::pod_worker::{PodAddresses, Runtimes, WorkerContext};
-use crate::probe::NoExec;
+use crate::probe::ExecProbes;
 use crate::registration::{self, MachineFacts, NodeConfig, RegistrationError};
 use crate::{pod_api, pod_manager};
 
@@ -30,7 +31,7 @@ pub const DEFAULT_NODE_API_PORT: u16 = 10250;
 pub struct AgentCredentials {
     /// The node's credential: its bearer token towards the API server, and
     /// the only token the node API accepts (the API server presents it
-    /// when it proxies `kubectl logs`).
+    /// when it proxies `kubectl logs` and `kubectl exec`).
     pub token: String,
     /// The node API's certificate (PEM), signed by the cluster CA.
     pub serving_certificate_pem: String,
@@ -194,6 +195,7 @@ pub async fn run(
     // The node API first: the Node announces the port it got.
     let (stop, stopping) = watch::channel(false);
     let logs = Arc::new(PodLogs::default());
+    let containers = Arc::new(PodContainers::default());
     let mut api_stopping = stopping.clone();
     let node_api = node_api::serve(
         NodeApiConfig {
@@ -203,6 +205,7 @@ pub async fn run(
             token: credentials.token.clone(),
         },
         logs.clone(),
+        containers.clone(),
         async move {
             let _ = api_stopping.wait_for(|stop| *stop).await;
         },
@@ -243,8 +246,9 @@ pub async fn run(
         api: Arc::new(pod_api::KubePodApi::new(client.clone())),
         objects: Arc::new(ApiObjectSource::new(client.clone())),
         runtimes: Runtimes::new(runtimes),
-        exec: Arc::new(NoExec),
+        exec: ExecProbes::ThroughRuntime,
         logs,
+        containers,
         events,
         node_name: options.node_name.clone(),
         node_ip: options.node_ip,

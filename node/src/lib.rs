@@ -11,16 +11,20 @@
 //!   function; [`pod_status`] computes what it reports.
 //! - [`probe`], [`pod_config`] (environment), [`volumes`], [`backoff`],
 //!   [`address_pool`] are the pieces a worker uses.
-//! - [`node_api`] serves [`logs`] to the API server (`kubectl logs`).
+//! - [`node_api`] serves [`logs`] to the API server (`kubectl logs`) and
+//!   runs [`exec`] sessions (`kubectl exec`) in the containers
+//!   [`pod_containers`] locates.
 
 pub mod address_pool;
 pub mod agent;
 pub mod backoff;
 pub mod bootstrap;
+pub mod exec;
 pub mod logs;
 pub mod node_api;
 pub mod pod_api;
 pub mod pod_config;
+pub mod pod_containers;
 pub mod pod_logs;
 pub mod pod_manager;
 pub mod pod_status;

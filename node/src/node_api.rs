@@ -1,17 +1,27 @@
 //! The node API: the agent's HTTPS endpoint that the API server calls, as
-//! kube-apiserver calls the kubelet on port 10250 (for `kubectl logs`).
+//! kube-apiserver calls the kubelet on port 10250 (for `kubectl logs` and
+//! `kubectl exec`).
 //!
 //! - `GET /healthz` answers `ok`, without a token.
 //! - `GET /containerLogs/{namespace}/{pod}/{container}?<options>` streams a
 //!   container's log ([`logs::stream`] over what [`LogSource`] locates),
 //!   with the kubelet's query options ([`LogOptions::from_query`]).
+//! - `GET` or `POST /exec/{namespace}/{pod}/{container}?command=...&input=1
+//!   &output=1&error=1&tty=1` runs a command in the container that
+//!   [`PodContainers`] locates, through its runtime's exec, and upgrades
+//!   to a WebSocket speaking Kubernetes' channel subprotocols (see
+//!   [`exec`]). The options and the handshake are checked and the process
+//!   started before the upgrade, so that every refusal is a `Status`.
 //!
 //! Every other request needs `Authorization: Bearer <token>` with the one
 //! token of [`NodeApiConfig`]. Failures are Kubernetes `Status` bodies,
 //! mapped from errors in one place (`ApiFailure`): 401 without the token,
-//! 400 for bad options and for a container without the log asked for (not
-//! started, no previous instance; as the kubelet), 404 for an unknown pod,
-//! container or path, 405 for methods other than GET.
+//! 400 for bad options, for a container without the log asked for (not
+//! started, no previous instance; as the kubelet), for an exec that is not
+//! a WebSocket upgrade and for a runtime that cannot exec (its reason as
+//! the message, e.g. `exec is not supported for Wasm pods`), 404 for an
+//! unknown pod, container or path, 405 for other methods, 500 when the
+//! runtime fails.
 //!
 //! TLS with rustls (ring), ALPN `h2` and `http/1.1`; each connection is
 //! served by hyper's automatic HTTP/1.1-or-2 server. Shutdown stops
@@ -44,7 +54,11 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
+use skiff_sdk::runtime::RuntimeError;
+
+use crate::exec::{self, ExecOptions, ExecOptionsError, Handshake, HandshakeError};
 use crate::logs::{self, LocateError, LogOptions, LogOptionsError, LogSource};
+use crate::pod_containers::{LookupError, PodContainers};
 
 /// How long a client has to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -130,10 +144,12 @@ impl NodeApi {
 }
 
 /// Binds `config.listen` and serves the node API in a background task
-/// until `shutdown` completes or [`NodeApi::stop`] is called.
+/// until `shutdown` completes or [`NodeApi::stop`] is called: logs from
+/// `logs`, exec in the containers of `containers`.
 pub async fn serve(
     config: NodeApiConfig,
     logs: Arc<dyn LogSource>,
+    containers: Arc<PodContainers>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<NodeApi, NodeApiError> {
     let acceptor = TlsAcceptor::from(tls_config(&config)?);
@@ -146,6 +162,7 @@ pub async fn serve(
     let (draining_sender, draining) = watch::channel(false);
     let app = router(AppState {
         logs,
+        containers,
         token_digest: Arc::new(sha256(config.token.as_bytes())),
         draining: draining.clone(),
     });
@@ -192,10 +209,11 @@ fn tls_config(config: &NodeApiConfig) -> Result<Arc<ServerConfig>, NodeApiError>
 #[derive(Clone)]
 struct AppState {
     logs: Arc<dyn LogSource>,
+    containers: Arc<PodContainers>,
     /// SHA-256 of the accepted token: presented tokens are hashed and
     /// compared in constant time.
     token_digest: Arc<[u8; 32]>,
-    /// Turns true when shutting down: followed logs end.
+    /// Turns true when shutting down: followed logs and exec sessions end.
     draining: watch::Receiver<bool>,
 }
 
@@ -206,6 +224,10 @@ fn router(state: AppState) -> Router {
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
+        )
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            get(exec_in_container).post(exec_in_container),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
@@ -292,6 +314,53 @@ async fn container_logs(
         .into_response())
 }
 
+/// `GET`/`POST /exec/{namespace}/{pod}/{container}`: checks the options
+/// and the WebSocket handshake, starts the command through the
+/// container's runtime, answers `101 Switching Protocols` and runs the
+/// session on the upgraded connection in a task of its own.
+async fn exec_in_container(
+    State(state): State<AppState>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    mut request: Request,
+) -> Result<Response, ApiFailure> {
+    let options = ExecOptions::from_query(request.uri().query().unwrap_or(""))?;
+    let target = state.containers.lookup(&namespace, &pod, &container)?;
+    let handshake = Handshake::from_headers(request.headers())?;
+    if request
+        .extensions()
+        .get::<hyper::upgrade::OnUpgrade>()
+        .is_none()
+    {
+        // HTTP/2: no upgrade on this connection.
+        return Err(HandshakeError::UpgradeRequired.into());
+    }
+    let upgrade = hyper::upgrade::on(&mut request);
+    let process = target.runtime.exec(&target.id, options.request()).await?;
+    tracing::debug!(
+        %namespace,
+        %pod,
+        %container,
+        command = ?options.command,
+        protocol = handshake.protocol.name(),
+        "exec session starting"
+    );
+    let protocol = handshake.protocol;
+    let draining = state.draining.clone();
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                exec::run_session(TokioIo::new(upgraded), protocol, options, process, draining)
+                    .await
+            }
+            Err(error) => tracing::debug!(%error, "exec: the upgrade did not complete"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *response.headers_mut() = handshake.response_headers();
+    Ok(response)
+}
+
 /// Everything the node API answers with an error; the one place where
 /// failures become Kubernetes `Status` bodies.
 #[derive(Debug)]
@@ -299,8 +368,36 @@ enum ApiFailure {
     Unauthorized,
     BadOptions(LogOptionsError),
     Locate(LocateError),
+    BadExecOptions(ExecOptionsError),
+    Handshake(HandshakeError),
+    Lookup(LookupError),
+    Runtime(RuntimeError),
     NotFound,
     MethodNotAllowed,
+}
+
+impl From<ExecOptionsError> for ApiFailure {
+    fn from(error: ExecOptionsError) -> Self {
+        ApiFailure::BadExecOptions(error)
+    }
+}
+
+impl From<HandshakeError> for ApiFailure {
+    fn from(error: HandshakeError) -> Self {
+        ApiFailure::Handshake(error)
+    }
+}
+
+impl From<LookupError> for ApiFailure {
+    fn from(error: LookupError) -> Self {
+        ApiFailure::Lookup(error)
+    }
+}
+
+impl From<RuntimeError> for ApiFailure {
+    fn from(error: RuntimeError) -> Self {
+        ApiFailure::Runtime(error)
+    }
 }
 
 impl From<LogOptionsError> for ApiFailure {
@@ -330,6 +427,29 @@ impl IntoResponse for ApiFailure {
                 error @ (LocateError::PodNotFound { .. } | LocateError::ContainerNotFound { .. }),
             ) => (StatusCode::NOT_FOUND, "NotFound", error.to_string()),
             ApiFailure::Locate(error) => (StatusCode::BAD_REQUEST, "BadRequest", error.to_string()),
+            ApiFailure::BadExecOptions(error) => {
+                (StatusCode::BAD_REQUEST, "BadRequest", error.to_string())
+            }
+            ApiFailure::Handshake(error) => {
+                (StatusCode::BAD_REQUEST, "BadRequest", error.to_string())
+            }
+            ApiFailure::Lookup(error) => (StatusCode::NOT_FOUND, "NotFound", error.to_string()),
+            ApiFailure::Runtime(error @ RuntimeError::NotFound { .. }) => {
+                (StatusCode::NOT_FOUND, "NotFound", error.to_string())
+            }
+            ApiFailure::Runtime(
+                error @ (RuntimeError::Unsupported { .. }
+                | RuntimeError::InvalidState { .. }
+                | RuntimeError::InvalidArgument { .. }),
+            ) => (StatusCode::BAD_REQUEST, "BadRequest", error.to_string()),
+            ApiFailure::Runtime(error) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!(
+                    "error executing command in container: {}",
+                    skiff_sdk::error_chain(&error)
+                ),
+            ),
             ApiFailure::NotFound => (
                 StatusCode::NOT_FOUND,
                 "NotFound",
@@ -437,7 +557,8 @@ impl Serving {
 }
 
 /// One connection: the TLS handshake, then HTTP/1.1 or HTTP/2 (upgrades
-/// allowed, for exec later) until the client leaves or draining starts.
+/// allowed, for exec) until the client leaves or draining starts; an
+/// upgraded connection lives on in its exec session.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -626,9 +747,14 @@ mod tests {
             private_key_pem: pki.private_key_pem,
             token: TOKEN.to_owned(),
         };
-        let api = serve(config, Arc::new(logs), std::future::pending())
-            .await
-            .unwrap();
+        let api = serve(
+            config,
+            Arc::new(logs),
+            Arc::default(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
         Fixture {
             api,
             ca_pem: pki.ca_pem,
@@ -901,10 +1027,22 @@ mod tests {
             "the server could not find the requested resource",
         );
         check_status(
-            get(&fixture, "GET", "/exec/default/web/app", token).await,
+            get(
+                &fixture,
+                "GET",
+                "/exec/default/web/app?command=ls&output=1",
+                token,
+            )
+            .await,
             404,
             "NotFound",
-            "the server could not find the requested resource",
+            "pod \"default/web\" does not exist",
+        );
+        check_status(
+            get(&fixture, "GET", "/exec/default/web/app?output=1", token).await,
+            400,
+            "BadRequest",
+            "you must specify a command to run in the container",
         );
         for path in ["/containerLogs/default/web/app", "/healthz"] {
             check_status(
@@ -1017,9 +1155,14 @@ mod tests {
             private_key_pem: pki.private_key_pem,
             token: TOKEN.to_owned(),
         };
-        let api = serve(config, Arc::new(FakeLogs::default()), async {
-            let _ = triggered.await;
-        })
+        let api = serve(
+            config,
+            Arc::new(FakeLogs::default()),
+            Arc::default(),
+            async {
+                let _ = triggered.await;
+            },
+        )
         .await
         .unwrap();
         let address = api.local_addr();
@@ -1048,7 +1191,11 @@ mod tests {
             token: TOKEN.to_owned(),
         };
         let logs = || Arc::new(FakeLogs::default()) as Arc<dyn LogSource>;
-        let error = |config| async { serve(config, logs(), async {}).await.unwrap_err() };
+        let error = |config| async {
+            serve(config, logs(), Arc::default(), async {})
+                .await
+                .unwrap_err()
+        };
         assert!(matches!(
             error(config("", &pki.private_key_pem)).await,
             NodeApiError::Certificate(None)

@@ -720,6 +720,47 @@ impl Objects<'_> {
     }
 }
 
+/// The runtime's security settings of `container`: the container's
+/// `securityContext` over the pod's, as the kubelet merges them (user and
+/// group from the container, else the pod; the pod's `supplementalGroups`
+/// and `fsGroup` as extra groups; the rest is the container's alone).
+/// Negative IDs are left to the image.
+pub fn security(pod: &Pod, container: &Container) -> skiff_sdk::runtime::Security {
+    let pod_context = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let context = container.security_context.as_ref();
+    let id = |value: Option<i64>| value.and_then(|v| u32::try_from(v).ok());
+    let mut supplemental_groups: Vec<u32> = pod_context
+        .and_then(|c| c.supplemental_groups.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|g| u32::try_from(*g).ok())
+        .collect();
+    if let Some(fs_group) = id(pod_context.and_then(|c| c.fs_group)) {
+        supplemental_groups.push(fs_group);
+    }
+    supplemental_groups.sort_unstable();
+    supplemental_groups.dedup();
+    let capabilities = context.and_then(|c| c.capabilities.as_ref());
+    skiff_sdk::runtime::Security {
+        run_as_user: id(context
+            .and_then(|c| c.run_as_user)
+            .or(pod_context.and_then(|c| c.run_as_user))),
+        run_as_group: id(context
+            .and_then(|c| c.run_as_group)
+            .or(pod_context.and_then(|c| c.run_as_group))),
+        supplemental_groups,
+        read_only_root_filesystem: context
+            .and_then(|c| c.read_only_root_filesystem)
+            .unwrap_or(false),
+        capabilities_add: capabilities.and_then(|c| c.add.clone()).unwrap_or_default(),
+        capabilities_drop: capabilities
+            .and_then(|c| c.drop.clone())
+            .unwrap_or_default(),
+        privileged: context.and_then(|c| c.privileged).unwrap_or(false),
+        allow_privilege_escalation: context.and_then(|c| c.allow_privilege_escalation),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeMap;
@@ -1188,5 +1229,39 @@ pub(crate) mod tests {
         assert_eq!(ceil_div(7, 2), 4);
         assert_eq!(ceil_div(-7, 2), -3);
         assert_eq!(ceil_div(6, 3), 2);
+    }
+
+    #[test]
+    fn security_merges_the_pod_and_container_contexts() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "securityContext": {
+                    "runAsUser": 1000, "runAsGroup": 3000,
+                    "supplementalGroups": [5, 4], "fsGroup": 2000
+                },
+                "containers": [
+                    {"name": "a", "image": "x", "securityContext": {
+                        "runAsUser": 7, "readOnlyRootFilesystem": true,
+                        "allowPrivilegeEscalation": false,
+                        "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}
+                    }},
+                    {"name": "b", "image": "x"}
+                ]
+            }
+        }))
+        .unwrap();
+        let containers = &pod.spec.as_ref().unwrap().containers;
+        let a = security(&pod, &containers[0]);
+        assert_eq!((a.run_as_user, a.run_as_group), (Some(7), Some(3000)));
+        assert_eq!(a.supplemental_groups, [4, 5, 2000]);
+        assert!(a.read_only_root_filesystem);
+        assert_eq!(a.capabilities_add, ["NET_ADMIN"]);
+        assert_eq!(a.capabilities_drop, ["ALL"]);
+        assert_eq!(a.allow_privilege_escalation, Some(false));
+        let b = security(&pod, &containers[1]);
+        assert_eq!((b.run_as_user, b.run_as_group), (Some(1000), Some(3000)));
+        assert!(!b.read_only_root_filesystem && !b.privileged);
+        assert_eq!(b.allow_privilege_escalation, None);
     }
 }

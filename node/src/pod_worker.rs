@@ -36,9 +36,10 @@ use skiff_sdk::events::Recorder;
 use crate::backoff::Backoff;
 use crate::pod_api::{PodApi, PodApiError};
 use crate::pod_config::{self, NodeFacts, ObjectSource};
+use crate::pod_containers::PodContainers;
 use crate::pod_logs::PodLogs;
 use crate::pod_status::{self, ContainerFacts, PodFacts, PodFailure, State, Terminated};
-use crate::probe::{self, ExecProber, ProbeKind, Prober, Verdict};
+use crate::probe::{self, ExecProbes, NoExec, ProbeKind, Prober, Verdict};
 use crate::volumes::{self, PodVolumes};
 
 /// The RuntimeClass handler of pods that name none (Kubernetes' default
@@ -157,9 +158,11 @@ pub struct WorkerContext {
     /// The node's runtimes.
     pub runtimes: Runtimes,
     /// Runs exec probes.
-    pub exec: Arc<dyn ExecProber>,
+    pub exec: ExecProbes,
     /// The log files the node API serves.
     pub logs: Arc<PodLogs>,
+    /// Where each container runs, for the node API's exec.
+    pub containers: Arc<PodContainers>,
     /// Records the kubelet's events about pods (Pulled, Started, BackOff,
     /// Unhealthy, Killing ...).
     pub events: Recorder,
@@ -901,6 +904,13 @@ impl PodWorker {
                         container.log_path.clone(),
                         finished.subscribe(),
                     );
+                    self.ctx.containers.started(
+                        &self.namespace,
+                        &self.name,
+                        &container.name,
+                        runtime.clone(),
+                        container.id.clone(),
+                    );
                     slot.current = Some(Instance {
                         id: container.id.clone(),
                         status: container.clone(),
@@ -1214,6 +1224,13 @@ impl PodWorker {
             log_path,
             finished_rx,
         );
+        self.ctx.containers.started(
+            &self.namespace,
+            &self.name,
+            &slot.spec.name,
+            runtime.clone(),
+            id.clone(),
+        );
         match runtime.start_container(&id).await {
             Ok(()) => self.ctx.events.normal(
                 &*self.pod,
@@ -1257,6 +1274,10 @@ impl PodWorker {
     fn start_probes(&self, index: usize) -> Probes {
         let slot = &self.slots[index];
         let pod_ip = self.pod_ip.unwrap_or(self.ctx.node_ip);
+        let exec = match (&self.runtime, &slot.current) {
+            (Some(runtime), Some(instance)) => self.ctx.exec.for_container(runtime, &instance.id),
+            _ => Arc::new(NoExec),
+        };
         let spawn = |kind: ProbeKind, spec: &Option<k8s_openapi::api::core::v1::Probe>| {
             let spec = spec.as_ref()?;
             match probe::action(spec, &slot.spec, pod_ip) {
@@ -1264,7 +1285,7 @@ impl PodWorker {
                     kind,
                     action,
                     probe::Timing::from_probe(spec),
-                    self.ctx.exec.clone(),
+                    exec.clone(),
                 )),
                 Err(error) => {
                     tracing::warn!(pod = %self.key(), container = %slot.spec.name, %error, "invalid probe");
@@ -1315,7 +1336,8 @@ impl PodWorker {
                 &spec.name,
                 slot.next_attempt,
             ))
-            .resources(resources(spec));
+            .resources(resources(spec))
+            .security(pod_config::security(&self.pod, spec));
         if let Some(dir) = &spec.working_dir {
             config = config.working_dir(dir);
         }
@@ -1409,6 +1431,7 @@ impl PodWorker {
             pool.release(&self.uid);
         }
         self.ctx.logs.remove(&self.namespace, &self.name);
+        self.ctx.containers.remove(&self.namespace, &self.name);
         let pod_dir = self.ctx.pods_dir.join(&self.uid);
         if let Err(error) = volumes::remove(&pod_dir).await {
             tracing::warn!(pod = %self.key(), %error, "removing the pod's volumes failed");

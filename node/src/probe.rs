@@ -35,7 +35,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite};
+use skiff_sdk::runtime::{
+    ContainerId, ExecOutput, ExecProcess, ExecRequest, Runtime, RuntimeError,
+};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -458,9 +461,8 @@ pub enum ProbeResult {
     Unknown,
 }
 
-/// Runs commands in the probed container for exec probes. The runtime
-/// interface has no exec call yet, so whoever spawns the prober injects one,
-/// bound to the container.
+/// Runs commands in the probed container for exec probes: bound to one
+/// container by whoever spawns the prober ([`ExecProbes::for_container`]).
 #[async_trait::async_trait]
 pub trait ExecProber: Send + Sync {
     /// Runs `command` in the container: exit code 0 is
@@ -478,6 +480,125 @@ pub struct NoExec;
 impl ExecProber for NoExec {
     async fn exec(&self, _command: &[String], _timeout: Duration) -> ProbeResult {
         ProbeResult::Failure("exec probes are not supported by this runtime".to_owned())
+    }
+}
+
+/// How much of an exec probe's output is kept for its failure message
+/// (the kubelet's `maxReadLength`).
+pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
+
+/// The [`ExecProber`] of one container: runs the probe's command through
+/// its runtime's [`Runtime::exec`], keeps the first
+/// [`EXEC_OUTPUT_LIMIT`] bytes of stdout then stderr, and judges as the
+/// kubelet does: exit code 0 succeeds; another code fails with the output
+/// (or the code, without output); a command still running at the timeout
+/// fails (`command "..." timed out`); a runtime that cannot exec fails
+/// with its reason; any other runtime error is [`ProbeResult::Unknown`].
+pub struct RuntimeExec {
+    runtime: Arc<dyn Runtime>,
+    container: ContainerId,
+}
+
+impl RuntimeExec {
+    /// The prober of `container` in `runtime`.
+    pub fn new(runtime: Arc<dyn Runtime>, container: ContainerId) -> Self {
+        Self { runtime, container }
+    }
+}
+
+#[async_trait::async_trait]
+impl ExecProber for RuntimeExec {
+    async fn exec(&self, command: &[String], timeout: Duration) -> ProbeResult {
+        let timed_out =
+            || ProbeResult::Failure(format!("command {:?} timed out", command.join(" ")));
+        let attempt = async {
+            let request = ExecRequest::new(command.iter().cloned());
+            let process = match self.runtime.exec(&self.container, request).await {
+                Ok(process) => process,
+                Err(error @ RuntimeError::Unsupported { .. }) => {
+                    return ProbeResult::Failure(error.to_string());
+                }
+                Err(error) => {
+                    tracing::debug!(container = %self.container, error = %skiff_sdk::error_chain(&error), "exec probe could not start");
+                    return ProbeResult::Unknown;
+                }
+            };
+            let ExecProcess {
+                stdin,
+                stdout,
+                stderr,
+                exit,
+                ..
+            } = process;
+            drop(stdin);
+            let (stdout, stderr) = tokio::join!(
+                read_capped(stdout, EXEC_OUTPUT_LIMIT),
+                read_capped(stderr, EXEC_OUTPUT_LIMIT)
+            );
+            match exit.await {
+                Ok(0) => ProbeResult::Success,
+                Ok(code) => {
+                    let mut output = stdout;
+                    output.extend_from_slice(&stderr);
+                    output.truncate(EXEC_OUTPUT_LIMIT);
+                    let output = String::from_utf8_lossy(&output).into_owned();
+                    ProbeResult::Failure(if output.trim().is_empty() {
+                        format!("command {:?} exited with code {code}", command.join(" "))
+                    } else {
+                        output
+                    })
+                }
+                Err(error) => {
+                    tracing::debug!(container = %self.container, error = %skiff_sdk::error_chain(&error), "exec probe lost its process");
+                    ProbeResult::Unknown
+                }
+            }
+        };
+        time::timeout(timeout, attempt)
+            .await
+            .unwrap_or_else(|_| timed_out())
+    }
+}
+
+/// Reads `reader` to its end, keeping its first `limit` bytes.
+async fn read_capped(mut reader: ExecOutput, limit: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut chunk = vec![0; 8 * 1024];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..n.min(room)]);
+            }
+        }
+    }
+}
+
+/// How a pod worker's exec probes run.
+#[derive(Clone)]
+pub enum ExecProbes {
+    /// Through the probed container's runtime ([`RuntimeExec`]): what the
+    /// agent does.
+    ThroughRuntime,
+    /// Through this prober for every container, whatever its runtime
+    /// (tests script results with it).
+    With(Arc<dyn ExecProber>),
+}
+
+impl ExecProbes {
+    /// The prober of `container` in `runtime`.
+    pub fn for_container(
+        &self,
+        runtime: &Arc<dyn Runtime>,
+        container: &ContainerId,
+    ) -> Arc<dyn ExecProber> {
+        match self {
+            ExecProbes::ThroughRuntime => {
+                Arc::new(RuntimeExec::new(runtime.clone(), container.clone()))
+            }
+            ExecProbes::With(prober) => prober.clone(),
+        }
     }
 }
 

@@ -108,7 +108,7 @@ impl SandboxDir {
 
     /// What the sandbox's containers are given; `cgroups_path` is the
     /// container's.
-    pub fn view(&self, cgroups_path: String) -> SandboxView {
+    pub fn view(&self, cgroups_path: String, hostname: String) -> SandboxView {
         SandboxView {
             ipc_namespace: self.ipc(),
             uts_namespace: self.uts(),
@@ -117,6 +117,7 @@ impl SandboxDir {
             hostname_file: self.dir.join("hostname"),
             resolv_conf: self.dir.join("resolv.conf"),
             cgroups_path,
+            hostname,
         }
     }
 }

@@ -124,6 +124,8 @@ pub struct SandboxView {
     pub resolv_conf: PathBuf,
     /// The container's cgroup, e.g. `/skiff/pod<uid>/<container id>`.
     pub cgroups_path: String,
+    /// The pod's hostname (already that of its UTS namespace).
+    pub hostname: String,
 }
 
 /// The runtime spec of `config` running `image` in `sandbox`.
@@ -163,10 +165,14 @@ pub fn build(
 
     let capabilities = capabilities(security)?;
     let granted = capabilities.clone();
+    // Nothing inheritable or ambient: a process the container runs as
+    // another user gets no capabilities from it.
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(capabilities.clone())
         .effective(capabilities.clone())
         .permitted(capabilities)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
         .build()
         .map_err(spec_error)?;
     let no_new_privileges = !privileged && security.allow_privilege_escalation != Some(true);
@@ -247,6 +253,7 @@ pub fn build(
 
     SpecBuilder::default()
         .version("1.0.2")
+        .hostname(sandbox.hostname.clone())
         .process(process)
         .root(root)
         .mounts(mounts(config, sandbox, privileged)?)
@@ -648,6 +655,7 @@ mod tests {
             hostname_file: "/var/lib/skiff/s1/hostname".into(),
             resolv_conf: "/var/lib/skiff/s1/resolv.conf".into(),
             cgroups_path: "/skiff/podu1/c1".into(),
+            hostname: "pod-one".into(),
         }
     }
 
@@ -751,6 +759,9 @@ mod tests {
         let effective = caps.effective().clone().unwrap();
         assert_eq!(effective, DEFAULT_CAPABILITIES.into_iter().collect());
         assert!(!effective.contains(&Capability::SysAdmin));
+        assert_eq!(caps.inheritable().clone().unwrap(), HashSet::new());
+        assert_eq!(caps.ambient().clone().unwrap(), HashSet::new());
+        assert_eq!(spec.hostname().as_deref(), Some("pod-one"));
         let linux = spec.linux().as_ref().unwrap();
         let masked = linux.masked_paths().clone().unwrap();
         assert!(masked.iter().any(|p| p == "/proc/kcore"));

@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use skiff_sdk::runtime::{
-    ContainerConfig, ContainerId, ContainerState, ContainerStats, ContainerStatus, Feature,
-    ImageInfo, ImageSpec, ObjectKind, PullOptions, PulledImage, Runtime, RuntimeError,
-    RuntimeEvent, RuntimeInfo, SandboxConfig, SandboxId, SandboxNetwork, SandboxState,
-    SandboxStatus,
+    ContainerConfig, ContainerId, ContainerState, ContainerStats, ContainerStatus, ExecProcess,
+    ExecRequest, Feature, ImageInfo, ImageSpec, ObjectKind, PullOptions, PulledImage, Runtime,
+    RuntimeError, RuntimeEvent, RuntimeInfo, SandboxConfig, SandboxId, SandboxNetwork,
+    SandboxState, SandboxStatus,
 };
 use skiff_sdk::runtime_class;
 use tokio::io::DuplexStream;
@@ -729,7 +729,23 @@ impl Runtime for WasmRuntime {
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.inner.shared.events.subscribe()
     }
+
+    /// A Wasm guest is one instance with no process model to start a
+    /// second command in: every exec is refused, whatever the container.
+    async fn exec(
+        &self,
+        _id: &ContainerId,
+        _request: ExecRequest,
+    ) -> Result<ExecProcess, RuntimeError> {
+        Err(RuntimeError::Unsupported {
+            operation: "exec",
+            reason: EXEC_UNSUPPORTED.to_owned(),
+        })
+    }
 }
+
+/// Why `kubectl exec` into a Wasm pod fails.
+const EXEC_UNSUPPORTED: &str = "exec is not supported for Wasm pods";
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -755,5 +771,29 @@ mod tests {
             .map(|v| v.trim_matches('"'))
             .expect("wasmtime in Cargo.lock");
         assert_eq!(WASMTIME_VERSION, locked, "update WASMTIME_VERSION");
+    }
+
+    #[tokio::test]
+    async fn exec_is_refused_with_a_message_for_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = WasmRuntime::open(WasmRuntimeOptions::new(dir.path()).max_instances(1))
+            .await
+            .unwrap();
+        assert!(!runtime.info().has(Feature::Exec));
+        let error = runtime
+            .exec(&ContainerId::new("any"), ExecRequest::new(["ls"]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                RuntimeError::Unsupported {
+                    operation: "exec",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), "exec is not supported for Wasm pods");
     }
 }

@@ -1,6 +1,7 @@
 //! `skiff server` with its local agent: the node registers, a Wasm HTTP pod
 //! pulled from a registry runs and answers at its address, `kubectl logs`
-//! reaches it through the API server, and SIGTERM stops it all cleanly.
+//! reaches it through the API server, `kubectl exec` and `skiff exec` get
+//! the Wasm runtime's refusal, and SIGTERM stops it all cleanly.
 //! Needs docker-registry, kubectl and the examples built (`make test`
 //! provides them; otherwise the test says what is missing and passes).
 
@@ -228,6 +229,30 @@ fn the_local_agent_runs_a_wasm_pod_and_serves_its_logs() {
         }
     });
     assert!(logs.lines().any(|l| l == "GET /healthz"), "{logs}");
+
+    // exec reaches the node API and the Wasm runtime, which refuses it with
+    // a message both CLIs print.
+    let (ok, out) = kubectl(&kubeconfig, &["exec", "hello", "--", "ls"], None);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("error: exec is not supported for Wasm pods"),
+        "{out}"
+    );
+    let exec = Command::new(skiff)
+        .args([
+            "exec",
+            "hello",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ])
+        .args(["--", "ls"])
+        .output()
+        .expect("skiff exec");
+    assert!(!exec.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stderr),
+        "error: exec is not supported for Wasm pods\n"
+    );
 
     let (ok, out) = kubectl(
         &kubeconfig,

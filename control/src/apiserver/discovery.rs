@@ -71,6 +71,14 @@ impl SubresourceFacts {
             },
             // As kube-apiserver lists it: kind Pod, though the answer is text.
             Subresource::Log => own(&["get"]),
+            // A connect subresource: its kind is the options' (which have
+            // no schema), and GET and POST both upgrade.
+            Subresource::Exec => SubresourceFacts {
+                group: "",
+                version: "v1",
+                kind: "PodExecOptions",
+                verbs: &["create", "get"],
+            },
         }
     }
 }

@@ -3,7 +3,8 @@
 //! objects in the store with Kubernetes' semantics (resourceVersion and
 //! conflicts, generateName, uid and timestamps, generation, the status
 //! subresource, finalizers and graceful deletion, selectors, pagination,
-//! dryRun, namespace lifecycle); `pods/log` goes to [`super::pod_logs`].
+//! dryRun, namespace lifecycle); `pods/log` goes to [`super::pod_logs`]
+//! and `pods/exec` to [`super::pod_exec`].
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use super::error::{ApiError, Cause, CauseType};
 use super::meta;
 use super::namespaces::ActiveNamespaces;
 use super::patch;
+use super::pod_exec;
 use super::pod_logs::{self, NodeClient};
 use super::request::{self, RequestInfo, Verb};
 use super::resources::{self, NewObject, ResourceDef, Subresource};
@@ -49,7 +51,7 @@ struct Inner {
     watches: WatchCaches,
     namespaces: Arc<ActiveNamespaces>,
     admission: std::sync::RwLock<Admission>,
-    /// How `pods/log` reaches node APIs; `None` answers 500.
+    /// How `pods/log` and `pods/exec` reach node APIs; `None` answers 500.
     node_client: std::sync::RwLock<Option<NodeClient>>,
 }
 
@@ -123,6 +125,9 @@ struct Call {
     query: Query,
     headers: HeaderMap,
     body: Body,
+    /// The connection's pending upgrade, for `pods/exec` (absent over
+    /// HTTP/2 and in-process).
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Api {
@@ -150,7 +155,8 @@ impl Api {
         *self.inner.admission.write().expect("never poisoned") = admission;
     }
 
-    /// How `pods/log` reaches node APIs (unset, it answers 500).
+    /// How `pods/log` and `pods/exec` reach node APIs (unset, they answer
+    /// 500).
     pub fn set_node_client(&self, client: NodeClient) {
         *self.inner.node_client.write().expect("never poisoned") = Some(client);
     }
@@ -229,7 +235,8 @@ impl Api {
 
 /// The single entry point for resource requests.
 async fn serve(State(api): State<Api>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path = parts.uri.path().to_owned();
     let query = Query::parse(parts.uri.query());
     let watch_param = match query.bool("watch") {
@@ -273,6 +280,7 @@ async fn serve(State(api): State<Api>, request: Request) -> Response {
             query,
             headers: parts.headers,
             body,
+            upgrade,
         };
         let response = api.dispatch(call).await?;
         Ok(match watch_table {
@@ -365,6 +373,24 @@ impl Api {
                     call.info.namespace.as_deref().unwrap_or_default(),
                     call.info.name.as_deref().unwrap_or_default(),
                     &call.query.pairs,
+                )
+                .await
+            }
+            (Verb::Get | Verb::Create, Some(Subresource::Exec)) => {
+                let client = self
+                    .inner
+                    .node_client
+                    .read()
+                    .expect("never poisoned")
+                    .clone();
+                pod_exec::serve(
+                    self,
+                    client.as_ref(),
+                    call.info.namespace.as_deref().unwrap_or_default(),
+                    call.info.name.as_deref().unwrap_or_default(),
+                    &call.query.pairs,
+                    &call.headers,
+                    call.upgrade,
                 )
                 .await
             }

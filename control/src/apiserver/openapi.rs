@@ -378,6 +378,17 @@ fn kind_schema(group: &str, version: &str, kind: &str) -> &'static KindSchema {
         .unwrap_or_else(|| panic!("no schema for {group}/{version} {kind}: add it to KINDS"))
 }
 
+/// The schema of what a subresource's requests and responses carry;
+/// `None` for a connect subresource (`pods/exec`), whose options are query
+/// parameters without a schema.
+fn subresource_schema(def: &ResourceDef, sub: Subresource) -> Option<&'static KindSchema> {
+    if sub == Subresource::Exec {
+        return None;
+    }
+    let facts = SubresourceFacts::of(def, sub);
+    Some(kind_schema(facts.group, facts.version, facts.kind))
+}
+
 fn gvk(group: &str, version: &str, kind: &str) -> Value {
     json!({"group": group, "kind": kind, "version": version})
 }
@@ -444,8 +455,9 @@ fn definitions(
         let schema = kind_schema(def.group, def.version, def.kind);
         kinds.push((schema, true));
         for &sub in def.subresources {
-            let facts = SubresourceFacts::of(def, sub);
-            let schema = kind_schema(facts.group, facts.version, facts.kind);
+            let Some(schema) = subresource_schema(def, sub) else {
+                continue;
+            };
             if !kinds.iter().any(|(k, _)| std::ptr::eq(*k, schema)) {
                 kinds.push((schema, false));
             }
@@ -704,6 +716,38 @@ const LOG_PARAMS: &[Param] = &[
         "If true, add an RFC3339 timestamp at the beginning of every line of log output. Defaults to false.",
     ),
 ];
+const EXEC_PARAMS: &[Param] = &[
+    query(
+        "command",
+        "string",
+        "Command is the remote command to execute. argv array. Not executed within a shell.",
+    ),
+    query(
+        "container",
+        "string",
+        "Container in which to execute the command. Defaults to only container if there is only one container in the pod.",
+    ),
+    query(
+        "stderr",
+        "boolean",
+        "Redirect the standard error stream of the pod for this call.",
+    ),
+    query(
+        "stdin",
+        "boolean",
+        "Redirect the standard input stream of the pod for this call. Defaults to false.",
+    ),
+    query(
+        "stdout",
+        "boolean",
+        "Redirect the standard output stream of the pod for this call.",
+    ),
+    query(
+        "tty",
+        "boolean",
+        "TTY if true indicates that a tty will be allocated for the exec call. Defaults to false.",
+    ),
+];
 const LIST_PARAMS: &[Param] = &[
     ALLOW_WATCH_BOOKMARKS,
     CONTINUE,
@@ -749,6 +793,8 @@ enum Produces {
     Watch,
     /// Plain text (a container's log).
     Text,
+    /// Anything (a connect subresource's upgraded stream).
+    Any,
 }
 
 impl Produces {
@@ -762,6 +808,7 @@ impl Produces {
             ],
             Produces::Watch => &["application/json", "application/json;stream=watch"],
             Produces::Text => &["text/plain"],
+            Produces::Any => &["*/*"],
         }
     }
 }
@@ -862,6 +909,10 @@ enum Op {
     Watch,
     /// `pods/log`: read a container's log.
     ReadLog,
+    /// `pods/exec` by GET: a connect subresource (upgraded).
+    ConnectGet,
+    /// `pods/exec` by POST.
+    ConnectPost,
 }
 
 /// What operations act on: a resource (in a namespace, or across all), or
@@ -900,14 +951,21 @@ impl Target {
             Op::WatchList => ("get", "watch", "watchlist"),
             Op::Watch => ("get", "watch", "watch"),
             Op::ReadLog => ("get", "read", "get"),
+            Op::ConnectGet => ("get", "connect", "connect"),
+            Op::ConnectPost => ("post", "connect", "connect"),
         };
         let (collection, list) = match op {
             Op::DeleteCollection => ("Collection", ""),
             Op::WatchList => ("", "List"),
             _ => ("", ""),
         };
+        // Connect operations name their method: connectCoreV1GetNamespacedPodExec.
+        let method_in_id = match op {
+            Op::ConnectGet | Op::ConnectPost => capitalize(method),
+            _ => String::new(),
+        };
         let id = format!(
-            "{id_verb}{}{collection}{}{kind}{list}{}",
+            "{id_verb}{}{method_in_id}{collection}{}{kind}{list}{}",
             self.id_prefix, self.id_scope, self.id_suffix
         );
         let of = |what: &str| match self.subresource {
@@ -930,6 +988,11 @@ impl Target {
             ),
             Op::Watch => format!(
                 "watch changes to an object of kind {kind}. deprecated: use the 'watch' parameter with a list operation instead, filtered to a single item with the 'fieldSelector' parameter."
+            ),
+            Op::ConnectGet | Op::ConnectPost => format!(
+                "connect {} requests to {} of {kind}",
+                method.to_ascii_uppercase(),
+                self.subresource.unwrap_or_default()
             ),
         };
         let schema = &self.schema;
@@ -991,6 +1054,12 @@ impl Target {
                 None,
                 vec![(OK.0, OK.1, ResponseSchema::Text)],
                 Produces::Text,
+            ),
+            Op::ConnectGet | Op::ConnectPost => (
+                EXEC_PARAMS,
+                None,
+                vec![(OK.0, OK.1, ResponseSchema::Text)],
+                Produces::Any,
             ),
         };
         Operation {
@@ -1110,9 +1179,14 @@ fn path_items(group_versions: &[(&'static str, &'static str)]) -> Vec<PathItem> 
         }
         for &sub in def.subresources {
             let facts = SubresourceFacts::of(def, sub);
+            let schema = subresource_schema(def, sub);
+            let connect = schema.is_none();
             let target = Target {
-                schema: (kind_schema(facts.group, facts.version, facts.kind).schema_name)()
-                    .into_owned(),
+                // Connect options have no schema: their operations carry
+                // no body and answer a string.
+                schema: schema
+                    .map(|schema| (schema.schema_name)().into_owned())
+                    .unwrap_or_default(),
                 gvk: gvk(facts.group, facts.version, facts.kind),
                 id_suffix: capitalize(sub.name()),
                 subresource: Some(sub.name()),
@@ -1122,6 +1196,8 @@ fn path_items(group_versions: &[(&'static str, &'static str)]) -> Vec<PathItem> 
                 .verbs
                 .iter()
                 .map(|&verb| match verb {
+                    "get" if connect => ConnectGet,
+                    "create" if connect => ConnectPost,
                     "get" if sub == Subresource::Log => ReadLog,
                     "get" => Read,
                     "update" => Replace,
@@ -1302,8 +1378,7 @@ mod tests {
         for def in RESOURCES {
             kind_schema(def.group, def.version, def.kind);
             for &sub in def.subresources {
-                let facts = SubresourceFacts::of(def, sub);
-                kind_schema(facts.group, facts.version, facts.kind);
+                subresource_schema(def, sub);
             }
         }
     }
@@ -1512,6 +1587,35 @@ mod tests {
         assert_eq!(
             v2_log["responses"]["200"]["schema"],
             json!({"type": "string"})
+        );
+        // pods/exec: connect operations, as kube-apiserver's.
+        let exec = &v2_document()["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/exec"];
+        for (method, id) in [
+            ("get", "connectCoreV1GetNamespacedPodExec"),
+            ("post", "connectCoreV1PostNamespacedPodExec"),
+        ] {
+            let operation = &exec[method];
+            assert_eq!(operation["operationId"], id);
+            assert_eq!(operation["x-kubernetes-action"], "connect");
+            assert_eq!(
+                operation["x-kubernetes-group-version-kind"],
+                json!({"group": "", "kind": "PodExecOptions", "version": "v1"})
+            );
+            assert_eq!(operation["produces"], json!(["*/*"]));
+            let params: Vec<&str> = operation["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                params,
+                ["command", "container", "stderr", "stdin", "stdout", "tty"]
+            );
+        }
+        assert_eq!(
+            exec["get"]["description"],
+            "connect GET requests to exec of Pod"
         );
         assert_eq!(operation_prefix("discovery.k8s.io", "v1"), "DiscoveryV1");
         assert_eq!(operation_prefix("node.k8s.io", "v1"), "NodeV1");

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt as _, Empty};
@@ -214,7 +214,7 @@ impl LogOptions {
 
 /// Go's `Convert_Slice_string_To_bool` for a present query parameter:
 /// false only for `0` and `false` (any case).
-fn query_true(value: &str) -> bool {
+pub(super) fn query_true(value: &str) -> bool {
     !(value == "0" || value.eq_ignore_ascii_case("false"))
 }
 
@@ -391,6 +391,22 @@ impl NodeClient {
         endpoint: &NodeEndpoint,
         path_and_query: &str,
     ) -> Result<hyper::Response<Incoming>, ApiError> {
+        self.send(node, endpoint, path_and_query, &HeaderMap::new())
+            .await
+    }
+
+    /// Sends `GET path_and_query` with `headers` (the node credential,
+    /// `Host` and `User-Agent` added) to the node API of `node` at
+    /// `endpoint` over one new HTTP/1.1 connection, which may be upgraded
+    /// (`hyper::upgrade::on` the response) or is kept open by the
+    /// response body.
+    pub(super) async fn send(
+        &self,
+        node: &str,
+        endpoint: &NodeEndpoint,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Result<hyper::Response<Incoming>, ApiError> {
         let authority = endpoint.authority();
         let unreachable = |reason: String| ApiError::NodeUnreachable {
             node: node.to_owned(),
@@ -426,17 +442,20 @@ impl NodeClient {
             .map_err(&unreachable)?;
         let node_name = node.to_owned();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(node = %node_name, %error, "node API connection ended with an error");
             }
         });
         let token = self.authenticator.node_credential(node);
-        let request = hyper::Request::get(path_and_query)
+        let mut request = hyper::Request::get(path_and_query)
             .header(header::HOST, &authority)
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .header(header::USER_AGENT, "skiff-apiserver")
             .body(Empty::new())
             .map_err(|error| unreachable(format!("cannot build the request: {error}")))?;
+        for (name, value) in headers {
+            request.headers_mut().append(name, value.clone());
+        }
         tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
             .await
             .map_err(|_| {
@@ -507,25 +526,45 @@ pub(crate) async fn serve(
     }
     let answer = client.get(node_name, &endpoint, &path).await?;
     let code = answer.status();
-    if code.is_success() {
-        let mut response = Response::new(Body::new(answer.into_body()));
-        *response.status_mut() = code;
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        if options.insecure_skip_tls_verify_backend {
-            response.headers_mut().insert(
-                header::WARNING,
-                body::warning_header(
-                    "insecureSkipTLSVerifyBackend is ignored: the node's certificate is always verified, since the node's credential is presented to it",
-                ),
-            );
-        }
-        return Ok(response);
+    if !code.is_success() {
+        return node_failure(answer, node_name).await;
     }
+    let mut response = Response::new(Body::new(answer.into_body()));
+    *response.status_mut() = code;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    if options.insecure_skip_tls_verify_backend {
+        response.headers_mut().insert(
+            header::WARNING,
+            body::warning_header(
+                "insecureSkipTLSVerifyBackend is ignored: the node's certificate is always verified, since the node's credential is presented to it",
+            ),
+        );
+    }
+    Ok(response)
+}
+
+/// A node's failed answer as the API's: a `Status` passes through with its
+/// code; anything else becomes a `Status` with the node's code and body.
+pub(super) async fn node_failure(
+    answer: hyper::Response<Incoming>,
+    node_name: &str,
+) -> Result<Response, ApiError> {
+    let (code, status) = node_status(answer, node_name).await?;
+    Ok((code, [(header::CONTENT_TYPE, "application/json")], status).into_response())
+}
+
+/// The `Status` a node failed with (its code and body), or, when its body
+/// is not one, the error that makes one from its code and text.
+pub(super) async fn node_status(
+    answer: hyper::Response<Incoming>,
+    node_name: &str,
+) -> Result<(StatusCode, Bytes), ApiError> {
+    let code = answer.status();
     let failure = read_prefix(answer.into_body(), MAX_FAILURE_BYTES).await;
     if is_status(&failure) {
-        return Ok((code, [(header::CONTENT_TYPE, "application/json")], failure).into_response());
+        return Ok((code, failure));
     }
     let text = String::from_utf8_lossy(&failure).trim().to_owned();
     Err(ApiError::NodeAnswered {
@@ -538,12 +577,12 @@ pub(crate) async fn serve(
     })
 }
 
-fn resource(plural: &str) -> &'static ResourceDef {
+pub(super) fn resource(plural: &str) -> &'static ResourceDef {
     resources::lookup("", "v1", plural).expect("a core resource the API serves")
 }
 
 /// Reads one object in its typed form; 404 when absent.
-async fn read_typed<K: DeserializeOwned>(
+pub(super) async fn read_typed<K: DeserializeOwned>(
     api: &Api,
     def: &'static ResourceDef,
     namespace: Option<&str>,

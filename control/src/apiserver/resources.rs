@@ -234,6 +234,9 @@ pub enum Subresource {
     Finalize,
     /// `/log`: pods only, the container's log from the pod's node.
     Log,
+    /// `/exec`: pods only, a command in a container, over a WebSocket
+    /// relayed to the pod's node.
+    Exec,
 }
 
 impl Subresource {
@@ -245,6 +248,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
             Subresource::Log => "log",
+            Subresource::Exec => "exec",
         }
     }
 }
@@ -317,7 +321,7 @@ macro_rules! typed {
     };
 }
 
-use Subresource::{Binding, Finalize, Log, Scale, Status};
+use Subresource::{Binding, Exec, Finalize, Log, Scale, Status};
 
 /// Every resource the API serves.
 pub static RESOURCES: &[ResourceDef] = &[
@@ -342,7 +346,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["po"],
         categories: &["all"],
         namespaced: true,
-        subresources: &[Status, Binding, Log],
+        subresources: &[Status, Binding, Log, Exec],
         handler: typed!(Pod),
     },
     ResourceDef {

@@ -140,6 +140,7 @@ async fn legacy_discovery_lists_resources_with_verbs_short_names_and_subresource
         ("pods/status", "Pod", vec!["get", "patch", "update"]),
         ("pods/binding", "Binding", vec!["create"]),
         ("pods/log", "Pod", vec!["get"]),
+        ("pods/exec", "PodExecOptions", vec!["create", "get"]),
         ("nodes/status", "Node", vec!["get", "patch", "update"]),
         ("services/status", "Service", vec!["get", "patch", "update"]),
         (
@@ -170,6 +171,7 @@ async fn legacy_discovery_lists_resources_with_verbs_short_names_and_subresource
             "pods/status",
             "pods/binding",
             "pods/log",
+            "pods/exec",
             "nodes/status",
             "services/status"
         ]
@@ -261,7 +263,7 @@ async fn aggregated_discovery_answers_client_gos_accept_header() {
             .iter()
             .map(|s| s["subresource"].as_str().unwrap())
             .collect();
-        assert_eq!(subresources, ["status", "binding", "log"]);
+        assert_eq!(subresources, ["status", "binding", "log", "exec"]);
     }
     // Plain JSON still gets the legacy document.
     let legacy = cluster

@@ -24,6 +24,10 @@ mod store_etcd;
 // The node API's control-plane side: /cacerts, node serving certificates,
 // pods/log proxied to a fake node API over HTTPS (streaming, every error).
 mod node_api;
+// pods/exec relayed to a fake node API (local processes behind the channel
+// protocol): kube-rs's exec and the real kubectl exec (exit codes, stdin),
+// and every refusal as a Status.
+mod pod_exec;
 // The etcd backend on a real etcd: error mapping, key prefixes, watch lifetime.
 mod store_etcd_smoke;
 // Protobuf bodies from the real kubectl (captured and live) decode to the JSON kubectl prints.

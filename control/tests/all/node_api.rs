@@ -41,7 +41,7 @@ use super::support::cluster::kubectl_available;
 
 /// A server without scheduler or controllers (nothing moves the pods the
 /// tests bind by hand).
-async fn start() -> (TempDir, RunningServer) {
+pub(super) async fn start() -> (TempDir, RunningServer) {
     let dir = tempfile::tempdir().unwrap();
     let server = start_with(
         ServerOptions::default()
@@ -80,21 +80,46 @@ struct FakeNode {
     state: FakeState,
 }
 
+/// Serves `app` over HTTPS (HTTP/1.1, upgrades allowed) on 127.0.0.1
+/// with the serving certificate of `bootstrap`; its address.
+pub(super) async fn serve_tls(bootstrap: &NodeBootstrap, app: Router) -> SocketAddr {
+    let cert =
+        CertificateDer::from_pem_slice(bootstrap.serving_certificate_pem.as_bytes()).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(bootstrap.serving_key_pem.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 impl FakeNode {
     async fn start(bootstrap: &NodeBootstrap) -> Self {
-        let cert =
-            CertificateDer::from_pem_slice(bootstrap.serving_certificate_pem.as_bytes()).unwrap();
-        let key = PrivateKeyDer::from_pem_slice(bootstrap.serving_key_pem.as_bytes()).unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let state = FakeState {
             token: bootstrap.token.clone(),
             seen: Arc::default(),
@@ -103,24 +128,7 @@ impl FakeNode {
         let app = Router::new()
             .fallback(container_logs)
             .with_state(state.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (acceptor, app) = (acceptor.clone(), app.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
-                        .await;
-                });
-            }
-        });
+        let addr = serve_tls(bootstrap, app).await;
         Self { addr, state }
     }
 
@@ -188,13 +196,13 @@ async fn container_logs(State(state): State<FakeState>, request: Request) -> Res
 }
 
 /// An admin client without TCP.
-fn admin(server: &RunningServer) -> kube::Client {
+pub(super) fn admin(server: &RunningServer) -> kube::Client {
     skiff_sdk::client::in_process(server.in_process_service(Identity::Admin), "default")
 }
 
 /// Creates the Node `name` whose node API is `host:port` (no addresses
 /// when `host` is empty; no port when 0).
-async fn create_node(client: &kube::Client, name: &str, host: &str, port: u16) {
+pub(super) async fn create_node(client: &kube::Client, name: &str, host: &str, port: u16) {
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
     nodes.create(&PostParams::default(), &node).await.unwrap();
@@ -215,7 +223,7 @@ async fn create_node(client: &kube::Client, name: &str, host: &str, port: u16) {
 
 /// Creates the pod `name` in `default` with these containers (and init
 /// containers), bound to `node` unless it is empty.
-async fn create_pod(
+pub(super) async fn create_pod(
     client: &kube::Client,
     name: &str,
     node: &str,

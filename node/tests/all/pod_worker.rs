@@ -8,8 +8,9 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 use skiff_node::pod_worker::PodWorker;
+use skiff_node::probe::ExecProbes;
 
-use crate::support::{FakeRuntime, Harness, ScriptedExec, context, pod};
+use crate::support::{FakeExec, FakeRuntime, Harness, ScriptedExec, context, pod};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -223,7 +224,7 @@ async fn a_failing_liveness_probe_restarts_the_container() {
             }}]
         })),
         FakeRuntime::new(),
-        exec,
+        ExecProbes::With(exec),
     );
     // Two successes (t=0, 5), failures at 10 and 15: killed at 15.
     harness.advance(secs(17)).await;
@@ -248,7 +249,7 @@ async fn a_readiness_probe_drives_the_ready_condition() {
             }}]
         })),
         FakeRuntime::new(),
-        exec,
+        ExecProbes::With(exec),
     );
     harness.advance(secs(1)).await;
     assert_eq!(container_state(&harness.api.last())["ready"], true);
@@ -277,7 +278,7 @@ async fn a_restarted_agent_adopts_running_containers_without_duplicates() {
     let ctx = context(
         &runtime,
         &api,
-        Arc::new(skiff_node::probe::NoExec),
+        ExecProbes::With(Arc::new(skiff_node::probe::NoExec)),
         first.dir.path().to_owned(),
     );
     // As the pod manager does before starting workers.
@@ -320,7 +321,7 @@ async fn containers_lost_with_the_runtime_are_started_again_in_the_same_sandbox(
     let ctx = context(
         &runtime,
         &api,
-        Arc::new(skiff_node::probe::NoExec),
+        ExecProbes::With(Arc::new(skiff_node::probe::NoExec)),
         first.dir.path().to_owned(),
     );
     // No inventory taken (as for a runtime that did not answer when the
@@ -372,4 +373,87 @@ async fn a_failing_pull_backs_off() {
     assert!((3..=6).contains(&pulls.len()), "{pulls:?}");
     let waiting = &container_state(&harness.api.last())["state"]["waiting"];
     assert_eq!(waiting["reason"], "ImagePullBackOff", "{waiting}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn exec_probes_run_through_the_containers_runtime() {
+    // Ready while the probe command exits 0 ...
+    let ready = Harness::start_with(
+        pod(json!({
+            "runtimeClassName": "wasmtime",
+            "containers": [{"name": "c", "image": "app", "readinessProbe": {
+                "exec": {"command": ["exit", "0"]}, "periodSeconds": 5
+            }}]
+        })),
+        FakeRuntime::new().with_exec(FakeExec::Scripted),
+        ExecProbes::ThroughRuntime,
+    );
+    ready.advance(secs(1)).await;
+    assert_eq!(container_state(&ready.api.last())["ready"], true);
+    assert_eq!(ready.runtime.calls_starting("exec exit 0").len(), 1);
+
+    // ... restarted when a liveness command exits non-zero ...
+    let failing = Harness::start_with(
+        pod(json!({
+            "runtimeClassName": "wasmtime",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "app", "livenessProbe": {
+                "exec": {"command": ["exit", "1", "unhealthy"]},
+                "periodSeconds": 5, "failureThreshold": 1
+            }}]
+        })),
+        FakeRuntime::new().with_exec(FakeExec::Scripted),
+        ExecProbes::ThroughRuntime,
+    );
+    failing.advance(secs(3)).await;
+    let starts = failing.runtime.calls_starting("start c");
+    assert_eq!(starts.len(), 2, "{starts:?}");
+
+    // ... and never ready in a runtime that cannot exec.
+    let wasm = Harness::start_with(
+        pod(json!({
+            "runtimeClassName": "wasmtime",
+            "containers": [{"name": "c", "image": "app", "readinessProbe": {
+                "exec": {"command": ["true"]}, "periodSeconds": 5
+            }}]
+        })),
+        FakeRuntime::new(),
+        ExecProbes::ThroughRuntime,
+    );
+    wasm.advance(secs(11)).await;
+    assert_eq!(container_state(&wasm.api.last())["ready"], false);
+    assert_eq!(wasm.runtime.calls_starting("exec true").len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_worker_tells_the_node_api_where_each_container_runs() {
+    let spec = pod(json!({
+        "runtimeClassName": "wasmtime",
+        "containers": [{"name": "c", "image": "app"}]
+    }));
+    let harness = Harness::start(spec.clone());
+    harness.advance(secs(1)).await;
+    let found = harness.ctx.containers.lookup("default", "p", "c").unwrap();
+    let reported = container_state(&harness.api.last())["containerID"].clone();
+    assert!(
+        reported
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("://{}", found.id)),
+        "{reported} {found:?}"
+    );
+    assert_eq!(
+        harness
+            .ctx
+            .containers
+            .lookup("default", "p", "other")
+            .unwrap_err()
+            .to_string(),
+        "container \"other\" not found in pod \"p\""
+    );
+
+    // Deleting the pod forgets it.
+    harness.updates.send_replace(Some(deleting(spec, 0)));
+    harness.advance(secs(5)).await;
+    assert!(harness.ctx.containers.lookup("default", "p", "c").is_err());
 }

@@ -1,7 +1,9 @@
-//! Fakes for the pod worker: a [`FakeRuntime`] whose containers follow a
-//! script given as their command, a [`FakeApi`] that records status
-//! patches and deletes, an empty [`ObjectSource`] and a scripted exec
-//! prober. Everything runs in tokio time, so tests pause it.
+//! Fakes for the pod worker and the node API: a [`FakeRuntime`] whose
+//! containers follow a script given as their command and whose exec is
+//! refused, scripted in memory or run as a local process ([`FakeExec`]), a
+//! [`FakeApi`] that records status patches and deletes, an empty
+//! [`ObjectSource`] and a scripted exec prober. Everything but local
+//! processes runs in tokio time, so tests pause it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -13,13 +15,15 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret};
 use skiff_node::pod_api::{PodApi, PodApiError};
 use skiff_node::pod_config::{ObjectSource, SourceError};
+use skiff_node::pod_containers::PodContainers;
 use skiff_node::pod_logs::PodLogs;
 use skiff_node::pod_worker::{PodAddresses, PodWorker, Runtimes, WorkerContext};
-use skiff_node::probe::{ExecProber, ProbeResult};
+use skiff_node::probe::{ExecProber, ExecProbes, ProbeResult};
 use skiff_sdk::runtime::{
-    ContainerConfig, ContainerId, ContainerState, ContainerStats, ContainerStatus, ImageInfo,
-    ImageSpec, KILLED_EXIT_CODE, ObjectKind, PullOptions, PulledImage, Runtime, RuntimeError,
-    RuntimeEvent, RuntimeInfo, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    ContainerConfig, ContainerId, ContainerState, ContainerStats, ContainerStatus, ExecProcess,
+    ExecRequest, ImageInfo, ImageSpec, KILLED_EXIT_CODE, ObjectKind, PullOptions, PulledImage,
+    Runtime, RuntimeError, RuntimeEvent, RuntimeInfo, SandboxConfig, SandboxId, SandboxState,
+    SandboxStatus, TerminalSize,
 };
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -61,6 +65,23 @@ struct State {
     next_id: u64,
 }
 
+/// What a [`FakeRuntime`]'s exec does in a running container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FakeExec {
+    /// Refuses, as the Wasm runtime does: `exec is not supported for Wasm
+    /// pods`.
+    Unsupported,
+    /// In memory, at once (fit for paused time): `["exit", CODE, TEXT...]`
+    /// writes TEXT to stdout and exits with CODE, `["hang"]` never exits,
+    /// anything else exits 0.
+    Scripted,
+    /// Runs the command as a local process (`tokio::process`), killed when
+    /// dropped; a tty merges stderr into stdout (without a terminal) and
+    /// keeps the resize receiver in [`FakeRuntime::terminal`]. Real IO:
+    /// tests run in real time.
+    Process,
+}
+
 /// A runtime serving the `wasmtime` handler whose containers follow
 /// [`Script`]s.
 #[derive(Clone)]
@@ -68,6 +89,9 @@ pub struct FakeRuntime {
     info: RuntimeInfo,
     state: Arc<Mutex<State>>,
     events: broadcast::Sender<RuntimeEvent>,
+    exec: FakeExec,
+    /// The terminal size control of the last exec with a tty.
+    pub terminal: Arc<Mutex<Option<watch::Receiver<TerminalSize>>>>,
     /// Every call, in order: `run_sandbox`, `create NAME`, `start NAME`,
     /// `stop NAME GRACE`, ...
     pub calls: Arc<Mutex<Vec<(Duration, String)>>>,
@@ -80,9 +104,27 @@ impl FakeRuntime {
             info: RuntimeInfo::new("fake", "1.0").handler("wasmtime"),
             state: Arc::default(),
             events: broadcast::channel(1024).0,
+            exec: FakeExec::Unsupported,
+            terminal: Arc::default(),
             calls: Arc::default(),
             epoch: tokio::time::Instant::now(),
         }
+    }
+
+    /// The same runtime with another exec behaviour.
+    pub fn with_exec(mut self, exec: FakeExec) -> Self {
+        self.exec = exec;
+        self
+    }
+
+    /// Runs a sandbox and a running container `name` in it (running its
+    /// default script: until stopped).
+    pub async fn running_container(&self, name: &str) -> ContainerId {
+        let sandbox = self.run_sandbox(&SandboxConfig::default()).await.unwrap();
+        let config = ContainerConfig::new(name, 0, ImageSpec::new("app"));
+        let id = self.create_container(&sandbox, &config).await.unwrap();
+        self.start_container(&id).await.unwrap();
+        id
     }
 
     fn record(&self, call: String) {
@@ -386,6 +428,120 @@ impl Runtime for FakeRuntime {
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
     }
+
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        request: ExecRequest,
+    ) -> Result<ExecProcess, RuntimeError> {
+        self.record(format!("exec {}", request.command.join(" ")));
+        {
+            let state = self.state.lock().unwrap();
+            let container = state
+                .containers
+                .get(id.as_str())
+                .ok_or_else(|| RuntimeError::not_found(ObjectKind::Container, id.as_str()))?;
+            if container.status.state != ContainerState::Running {
+                return Err(RuntimeError::InvalidState {
+                    kind: ObjectKind::Container,
+                    id: id.as_str().to_owned(),
+                    state: "exited",
+                    operation: "exec in",
+                });
+            }
+        }
+        request.validate()?;
+        match self.exec {
+            FakeExec::Unsupported => Err(RuntimeError::Unsupported {
+                operation: "exec",
+                reason: "exec is not supported for Wasm pods".into(),
+            }),
+            FakeExec::Scripted => Ok(scripted_process(&request.command)),
+            FakeExec::Process => self.process(request),
+        }
+    }
+}
+
+/// [`FakeExec::Scripted`]'s process.
+fn scripted_process(command: &[String]) -> ExecProcess {
+    let (code, output) = match command.first().map(String::as_str) {
+        Some("exit") => (
+            command.get(1).and_then(|c| c.parse().ok()).unwrap_or(1),
+            command[2.min(command.len())..].join(" "),
+        ),
+        Some("hang") => (-1, String::new()),
+        _ => (0, String::new()),
+    };
+    ExecProcess {
+        stdin: None,
+        stdout: Box::pin(std::io::Cursor::new(output.into_bytes())),
+        stderr: Box::pin(tokio::io::empty()),
+        resize: None,
+        exit: Box::pin(async move {
+            if code == -1 {
+                std::future::pending::<()>().await;
+            }
+            Ok(code)
+        }),
+    }
+}
+
+impl FakeRuntime {
+    /// [`FakeExec::Process`]'s process.
+    fn process(&self, request: ExecRequest) -> Result<ExecProcess, RuntimeError> {
+        let mut command = if request.tty {
+            let mut shell = tokio::process::Command::new("sh");
+            shell.args(["-c", "exec \"$@\" 2>&1", "sh"]);
+            shell.args(&request.command);
+            shell
+        } else {
+            let mut command = tokio::process::Command::new(&request.command[0]);
+            command.args(&request.command[1..]);
+            command
+        };
+        command
+            .stdin(if request.stdin {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| RuntimeError::Backend {
+            operation: "spawn the exec process",
+            source: source.into(),
+        })?;
+        let stdin = child
+            .stdin
+            .take()
+            .map(|stdin| Box::pin(stdin) as skiff_sdk::runtime::ExecStdin);
+        let stdout = Box::pin(child.stdout.take().expect("piped"));
+        let stderr = Box::pin(child.stderr.take().expect("piped"));
+        let resize = request.tty.then(|| {
+            let (sender, receiver) =
+                watch::channel(request.terminal_size.unwrap_or(TerminalSize {
+                    width: 80,
+                    height: 24,
+                }));
+            *self.terminal.lock().unwrap() = Some(receiver);
+            sender
+        });
+        let exit = Box::pin(async move {
+            let status = child.wait().await.map_err(|source| RuntimeError::Backend {
+                operation: "wait for the exec process",
+                source: source.into(),
+            })?;
+            Ok(status.code().unwrap_or(KILLED_EXIT_CODE))
+        });
+        Ok(ExecProcess {
+            stdin,
+            stdout,
+            stderr,
+            resize,
+            exit,
+        })
+    }
 }
 
 /// Records what the worker tells the API.
@@ -473,6 +629,7 @@ impl ExecProber for ScriptedExec {
 
 /// One worker under test.
 pub struct Harness {
+    pub ctx: Arc<WorkerContext>,
     pub runtime: FakeRuntime,
     pub api: Arc<FakeApi>,
     pub updates: watch::Sender<Option<Arc<Pod>>>,
@@ -483,7 +640,7 @@ pub struct Harness {
 pub fn context(
     runtime: &FakeRuntime,
     api: &Arc<FakeApi>,
-    exec: Arc<dyn ExecProber>,
+    exec: ExecProbes,
     dir: PathBuf,
 ) -> Arc<WorkerContext> {
     Arc::new(WorkerContext {
@@ -492,6 +649,7 @@ pub fn context(
         runtimes: Runtimes::new(vec![Arc::new(runtime.clone())]),
         exec,
         logs: Arc::new(PodLogs::default()),
+        containers: Arc::new(PodContainers::default()),
         events: skiff_sdk::events::Recorder::discard(),
         node_name: "n1".into(),
         node_ip: "127.0.0.2".parse().unwrap(),
@@ -512,20 +670,21 @@ impl Harness {
         Self::start_with(
             pod,
             FakeRuntime::new(),
-            Arc::new(ScriptedExec {
+            ExecProbes::With(Arc::new(ScriptedExec {
                 healthy: Mutex::new(u32::MAX),
-            }),
+            })),
         )
     }
 
-    pub fn start_with(pod: Pod, runtime: FakeRuntime, exec: Arc<dyn ExecProber>) -> Self {
+    pub fn start_with(pod: Pod, runtime: FakeRuntime, exec: ExecProbes) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let api = Arc::new(FakeApi::default());
         let ctx = context(&runtime, &api, exec, dir.path().to_owned());
         let (updates, receiver) = watch::channel(Some(Arc::new(pod.clone())));
-        let worker = PodWorker::new(ctx, Arc::new(pod), receiver);
+        let worker = PodWorker::new(ctx.clone(), Arc::new(pod), receiver);
         let task = tokio::spawn(worker.run());
         Self {
+            ctx,
             runtime,
             api,
             updates,

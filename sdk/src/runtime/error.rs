@@ -145,6 +145,17 @@ pub enum RuntimeError {
         source: std::io::Error,
     },
 
+    /// The runtime cannot do this at all, for any object (exec in a Wasm
+    /// guest); the message is the reason, worded for the user, e.g. `exec
+    /// is not supported for Wasm pods`.
+    #[error("{reason}")]
+    Unsupported {
+        /// The refused operation, e.g. `exec`.
+        operation: &'static str,
+        /// Why, as a sentence the user sees.
+        reason: String,
+    },
+
     /// The engine behind the runtime (containerd, wasmtime) failed in a way
     /// none of the variants above describes; the source keeps its error.
     #[error("the runtime backend failed to {operation}")]
@@ -269,6 +280,14 @@ mod tests {
             ),
             "I/O failure on /var/log/pods/x/0.log",
             Some("permission denied"),
+        );
+        check(
+            RuntimeError::Unsupported {
+                operation: "exec",
+                reason: "exec is not supported for Wasm pods".into(),
+            },
+            "exec is not supported for Wasm pods",
+            None,
         );
         check(
             RuntimeError::Backend {

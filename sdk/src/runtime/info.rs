@@ -13,9 +13,9 @@ pub enum Feature {
     /// Serves `wasi:http/incoming-handler` components on their container
     /// ports (node label `skiff.dev/wasi-http`).
     WasiHttp,
-    /// Can run a command inside a running container (`kubectl exec`). The
-    /// trait has no exec call yet; the agent refuses `exec` for runtimes
-    /// without this feature.
+    /// Can run a command inside a running container (`kubectl exec`, exec
+    /// probes): implements [`Runtime::exec`](super::Runtime::exec), which
+    /// answers `Unsupported` in runtimes without this feature.
     Exec,
 }
 

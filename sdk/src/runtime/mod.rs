@@ -53,6 +53,7 @@ pub mod conformance;
 mod container;
 mod error;
 mod event;
+mod exec;
 mod id;
 mod image;
 mod info;
@@ -66,6 +67,7 @@ pub use container::{
 };
 pub use error::{BoxError, ObjectKind, RuntimeError};
 pub use event::RuntimeEvent;
+pub use exec::{ExecExit, ExecOutput, ExecProcess, ExecRequest, ExecStdin, TerminalSize};
 pub use id::{ContainerId, SandboxId};
 pub use image::{ImageInfo, ImageSpec, PullOptions, PulledImage, RegistryAuth};
 pub use info::{Feature, RuntimeInfo};
@@ -173,6 +175,27 @@ pub trait Runtime: Send + Sync + 'static {
     /// Subscribes to the runtime's events (CRI `GetContainerEvents`); the
     /// receiver sees the events sent after this call.
     fn events(&self) -> broadcast::Receiver<RuntimeEvent>;
+
+    /// Starts `request.command` in a running container (CRI `Exec`) and
+    /// returns once it runs, with its streams and its exit (see
+    /// [`ExecProcess`] for the contract), for `kubectl exec` and exec probes.
+    ///
+    /// Errors: `NotFound` for an unknown container, `InvalidState` for one
+    /// that does not run, `InvalidArgument` if [`ExecRequest::validate`]
+    /// fails, [`RuntimeError::Unsupported`] from a runtime that cannot run
+    /// commands in its containers (the default; runtimes that can declare
+    /// [`Feature::Exec`]).
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        request: ExecRequest,
+    ) -> Result<ExecProcess, RuntimeError> {
+        let _ = (id, request);
+        Err(RuntimeError::Unsupported {
+            operation: "exec",
+            reason: format!("the {} runtime does not support exec", self.info().name),
+        })
+    }
 }
 
 // Compile-time checks: the agent holds runtimes as `Arc<dyn Runtime>` and
@@ -183,4 +206,6 @@ const _: fn() = || {
     shared_across_tasks::<RuntimeError>();
     shared_across_tasks::<RuntimeEvent>();
     shared_across_tasks::<SandboxStatus>();
+    fn moved_across_tasks<T: Send + 'static>() {}
+    moved_across_tasks::<ExecProcess>();
 };

@@ -1,0 +1,124 @@
+//! `exec` in a running container: streams, stdin and its end, exit codes,
+//! the container's own settings, and refusals.
+
+use std::time::Duration;
+
+use skiff_runtime_oci::{OciRuntime, OciRuntimeOptions};
+use skiff_sdk::runtime::{
+    ContainerConfig, ContainerState, ExecRequest, ImageSpec, Runtime, RuntimeError, SandboxConfig,
+    SandboxMetadata,
+};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::support::busybox::{self, Layout};
+use crate::support::containerd::{TestContainerd, namespace};
+use crate::support::registry::TestRegistry;
+use crate::support::skip_or_fail;
+
+/// A bound on every wait of the test.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, containerd and docker-registry"]
+async fn exec_runs_a_command_in_a_running_container() {
+    crate::support::init_tracing();
+    if !busybox::available() {
+        skip_or_fail("/bin/busybox is not installed (Debian package busybox-static)");
+        return;
+    }
+    let Some(containerd) = TestContainerd::shared() else {
+        return;
+    };
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let image = busybox::push_busybox(&registry, "exec:v1", Layout::SinglePlatform, None)
+        .await
+        .reference;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = OciRuntime::open(
+        OciRuntimeOptions::new(dir.path().join("state"))
+            .socket(containerd.socket())
+            .namespace(namespace("exec"))
+            .cgroup_parent(format!("/skiff-test/{}", namespace("exec"))),
+    )
+    .await
+    .expect("open the OCI runtime");
+    runtime
+        .pull_image(&ImageSpec::new(&image), &registry.pull_options())
+        .await
+        .unwrap();
+    let sandbox = runtime
+        .run_sandbox(&SandboxConfig::new(
+            SandboxMetadata::new("default", "exec", "uid-exec"),
+            "runc",
+            dir.path().join("logs"),
+        ))
+        .await
+        .unwrap();
+    let config = ContainerConfig::new("c", 0, ImageSpec::new(&image))
+        .command(vec![
+            "sh".into(),
+            "-c".into(),
+            "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done".into(),
+        ])
+        .env("GREETING", "from the container");
+    let container = runtime.create_container(&sandbox, &config).await.unwrap();
+    runtime.start_container(&container).await.unwrap();
+
+    let script = "echo out \"$GREETING\"; echo err >&2; cat; hostname; exit 3";
+    let mut process = runtime
+        .exec(
+            &container,
+            ExecRequest::new(["sh", "-c", script]).stdin(true),
+        )
+        .await
+        .expect("exec");
+    let mut stdin = process.stdin.take().expect("stdin");
+    stdin.write_all(b"typed in\n").await.unwrap();
+    drop(stdin);
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let (out, err, code) = tokio::time::timeout(PATIENCE, async {
+        tokio::join!(
+            process.stdout.read_to_string(&mut stdout),
+            process.stderr.read_to_string(&mut stderr),
+            process.exit
+        )
+    })
+    .await
+    .expect("the exec ends");
+    out.unwrap();
+    err.unwrap();
+    assert_eq!(code.unwrap(), 3);
+    assert_eq!(stdout, "out from the container\ntyped in\nexec\n");
+    assert_eq!(stderr, "err\n");
+
+    // A command that does not exist fails the exec process, not the call
+    // nor the container.
+    let missing = runtime
+        .exec(&container, ExecRequest::new(["/no/such/program"]))
+        .await;
+    if let Ok(process) = missing {
+        assert_ne!(process.exit.await.unwrap_or(-1), 0);
+    }
+    let status = runtime.container_status(&container).await.unwrap();
+    assert_eq!(status.state, ContainerState::Running);
+
+    runtime
+        .stop_container(&container, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let Err(refused) = runtime.exec(&container, ExecRequest::new(["true"])).await else {
+        panic!("no exec in a stopped container");
+    };
+    assert!(
+        matches!(refused, RuntimeError::InvalidState { .. }),
+        "{refused}"
+    );
+    let nope = skiff_sdk::runtime::ContainerId::new("nope");
+    let Err(unknown) = runtime.exec(&nope, ExecRequest::new(["true"])).await else {
+        panic!("no such container");
+    };
+    assert!(unknown.is_not_found(), "{unknown}");
+    runtime.remove_sandbox(&sandbox).await.unwrap();
+}
