@@ -131,6 +131,7 @@ pub fn describe(
     config: &NodeConfig,
     machine: &MachineFacts,
     runtimes: &[Arc<dyn Runtime>],
+    unhealthy: &RuntimeProblems,
     images: Vec<ContainerImage>,
 ) -> (
     BTreeMap<String, String>,
@@ -141,7 +142,10 @@ pub fn describe(
     node_labels.insert(labels::HOSTNAME.to_owned(), config.name.clone());
     node_labels.insert(labels::OS.to_owned(), "linux".to_owned());
     node_labels.insert(labels::ARCH.to_owned(), machine.arch.clone());
-    for runtime in runtimes {
+    for runtime in runtimes
+        .iter()
+        .filter(|r| !unhealthy.contains_key(&r.info().name))
+    {
         for (key, value) in runtime.info().node_labels() {
             node_labels.insert(key.to_owned(), value.to_owned());
         }
@@ -213,9 +217,26 @@ pub fn describe(
     (node_labels, annotations, status)
 }
 
-/// The node's conditions: Ready as given, no pressure of any kind.
+/// Runtimes that do not answer, by name, with why.
+pub type RuntimeProblems = BTreeMap<String, String>;
+
+/// The runtimes whose [`Runtime::status`] fails now.
+pub async fn runtime_problems(runtimes: &[Arc<dyn Runtime>]) -> RuntimeProblems {
+    let mut problems = RuntimeProblems::new();
+    for runtime in runtimes {
+        if let Err(error) = runtime.status().await {
+            problems.insert(runtime.info().name.clone(), skiff_sdk::error_chain(&error));
+        }
+    }
+    problems
+}
+
+/// The node's conditions: Ready as given, no pressure of any kind, and
+/// `RuntimeUnhealthy` while a runtime does not answer (the node stays
+/// Ready: its other runtimes still run pods).
 pub fn conditions(
     ready: bool,
+    problems: &RuntimeProblems,
     previous: Option<&NodeStatus>,
     now: Timestamp,
 ) -> Vec<NodeCondition> {
@@ -257,6 +278,21 @@ pub fn conditions(
             "KubeletHasSufficientPID",
             "kubelet has sufficient PID available",
         ),
+        if problems.is_empty() {
+            condition(
+                "RuntimeUnhealthy",
+                false,
+                "RuntimesReady",
+                "every container runtime answers",
+            )
+        } else {
+            let message = problems
+                .iter()
+                .map(|(name, problem)| format!("{name}: {problem}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            condition("RuntimeUnhealthy", true, "RuntimeUnavailable", &message)
+        },
         if ready {
             condition(
                 "Ready",
@@ -316,8 +352,9 @@ pub async fn register(
 ) -> Result<Node, RegistrationError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let api = |what| move |source| RegistrationError::Api { what, source };
+    let problems = runtime_problems(runtimes).await;
     let (node_labels, annotations, mut status) =
-        describe(config, machine, runtimes, images(runtimes).await);
+        describe(config, machine, runtimes, &problems, images(runtimes).await);
     let existing = nodes
         .get_opt(&config.name)
         .await
@@ -354,7 +391,12 @@ pub async fn register(
         .get(&config.name)
         .await
         .map_err(api("reading the Node"))?;
-    status.conditions = Some(conditions(true, previous.status.as_ref(), Timestamp::now()));
+    status.conditions = Some(conditions(
+        true,
+        &problems,
+        previous.status.as_ref(),
+        Timestamp::now(),
+    ));
     patch_status(&nodes, &config.name, &status)
         .await
         .map_err(api("reporting the Node's status"))
@@ -390,6 +432,9 @@ pub async fn heartbeat(
     let mut renew = tokio::time::interval(renew_every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_status: Option<(serde_json::Value, tokio::time::Instant)> = None;
+    // The labels last set on the Node, by `register` at first.
+    let mut last_labels: Option<BTreeMap<String, String>> = None;
+    let mut problems = RuntimeProblems::new();
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -398,8 +443,64 @@ pub async fn heartbeat(
         if let Err(error) = renew_lease(&nodes, &leases, &config.name, lease_duration).await {
             tracing::warn!(node = %config.name, %error, "renewing the node lease failed");
         }
-        let (_, _, mut status) = describe(&config, &machine, &runtimes, images(&runtimes).await);
-        let comparable = serde_json::to_value(&status).unwrap_or_default();
+        let now_problems = runtime_problems(&runtimes).await;
+        if now_problems != problems {
+            for (name, problem) in &now_problems {
+                if !problems.contains_key(name) {
+                    tracing::warn!(node = %config.name, runtime = %name, %problem, "a container runtime stopped answering");
+                }
+            }
+            for name in problems.keys() {
+                if !now_problems.contains_key(name) {
+                    tracing::info!(node = %config.name, runtime = %name, "a container runtime answers again");
+                }
+            }
+            problems = now_problems;
+        }
+        let (labels, _, mut status) = describe(
+            &config,
+            &machine,
+            &runtimes,
+            &problems,
+            images(&runtimes).await,
+        );
+        let previous_labels = match &last_labels {
+            Some(labels) => labels.clone(),
+            None => {
+                describe(
+                    &config,
+                    &machine,
+                    &runtimes,
+                    &RuntimeProblems::new(),
+                    Vec::new(),
+                )
+                .0
+            }
+        };
+        if previous_labels != labels {
+            // A merge patch: a label of ours that went is removed (null),
+            // others' labels stay.
+            let mut patch = serde_json::Map::new();
+            for key in previous_labels.keys().filter(|k| !labels.contains_key(*k)) {
+                patch.insert(key.clone(), serde_json::Value::Null);
+            }
+            for (key, value) in &labels {
+                patch.insert(key.clone(), serde_json::Value::String(value.clone()));
+            }
+            let patch = serde_json::json!({ "metadata": { "labels": patch } });
+            match nodes
+                .patch(&config.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => last_labels = Some(labels),
+                Err(error) => {
+                    tracing::warn!(node = %config.name, %error, "updating the node's labels failed")
+                }
+            }
+        } else {
+            last_labels = Some(labels);
+        }
+        let comparable = serde_json::to_value((&status, &problems)).unwrap_or_default();
         let due = last_status
             .as_ref()
             .is_none_or(|(value, at)| *value != comparable || at.elapsed() >= status_interval);
@@ -409,6 +510,7 @@ pub async fn heartbeat(
         let previous = nodes.get_opt(&config.name).await.ok().flatten();
         status.conditions = Some(conditions(
             true,
+            &problems,
             previous.as_ref().and_then(|n| n.status.as_ref()),
             Timestamp::now(),
         ));
@@ -423,6 +525,7 @@ pub async fn heartbeat(
     let status = NodeStatus {
         conditions: Some(conditions(
             false,
+            &problems,
             previous.as_ref().and_then(|n| n.status.as_ref()),
             Timestamp::now(),
         )),
@@ -513,7 +616,8 @@ mod tests {
 
     #[test]
     fn a_node_without_runtimes_or_gpus_has_only_the_standard_labels() {
-        let (labels, annotations, status) = describe(&config(), &machine(), &[], vec![]);
+        let (labels, annotations, status) =
+            describe(&config(), &machine(), &[], &RuntimeProblems::new(), vec![]);
         assert_eq!(
             labels,
             BTreeMap::from([
@@ -547,7 +651,8 @@ mod tests {
         machine.gpus = 2;
         let mut config = config();
         config.pod_address_range = Some("127.1.0.0/24".into());
-        let (labels, annotations, status) = describe(&config, &machine, &[], vec![]);
+        let (labels, annotations, status) =
+            describe(&config, &machine, &[], &RuntimeProblems::new(), vec![]);
         assert_eq!(labels[labels::GPU_ENABLED], "true");
         assert_eq!(status.capacity.unwrap()["nvidia.com/gpu"].0, "2");
         assert_eq!(annotations[POD_ADDRESS_RANGE_ANNOTATION], "127.1.0.0/24");
@@ -558,17 +663,44 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let t1: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
         let first = NodeStatus {
-            conditions: Some(conditions(true, None, t0)),
+            conditions: Some(conditions(true, &RuntimeProblems::new(), None, t0)),
             ..NodeStatus::default()
         };
-        let again = conditions(true, Some(&first), t1);
+        let again = conditions(true, &RuntimeProblems::new(), Some(&first), t1);
         let ready = again.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.last_transition_time.as_ref().unwrap().0, t0);
         assert_eq!(ready.last_heartbeat_time.as_ref().unwrap().0, t1);
-        let stopping = conditions(false, Some(&first), t1);
+        let stopping = conditions(false, &RuntimeProblems::new(), Some(&first), t1);
         let ready = stopping.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.status, "False");
         assert_eq!(ready.last_transition_time.as_ref().unwrap().0, t1);
+    }
+
+    #[test]
+    fn a_runtime_that_does_not_answer_is_a_condition_not_unreadiness() {
+        let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+        let healthy = conditions(true, &RuntimeProblems::new(), None, t0);
+        let find = |conditions: &[NodeCondition], type_: &str| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(find(&healthy, "RuntimeUnhealthy").status, "False");
+        let problems = RuntimeProblems::from([(
+            "containerd".to_owned(),
+            "the runtime is unavailable: connection refused".to_owned(),
+        )]);
+        let sick = conditions(true, &problems, None, t0);
+        let condition = find(&sick, "RuntimeUnhealthy");
+        assert_eq!(condition.status, "True");
+        assert_eq!(condition.reason.as_deref(), Some("RuntimeUnavailable"));
+        assert_eq!(
+            condition.message.as_deref(),
+            Some("containerd: the runtime is unavailable: connection refused")
+        );
+        assert_eq!(find(&sick, "Ready").status, "True");
     }
 
     #[test]

@@ -69,6 +69,8 @@ const EVENT_CAPACITY: usize = 1024;
 /// How long a waiter on a task pauses before asking containerd again after
 /// the connection failed (containerd restarting).
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+/// How long containerd may take to answer a health check.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// SIGTERM and SIGKILL.
 const SIGTERM: u32 = 15;
 const SIGKILL: u32 = 9;
@@ -898,6 +900,33 @@ impl Runtime for OciRuntime {
             .collect();
         statuses.sort_by_key(|s| s.created_at);
         Ok(statuses)
+    }
+
+    async fn status(&self) -> Result<(), RuntimeError> {
+        let containerd = &self.inner.containerd;
+        match tokio::time::timeout(
+            STATUS_TIMEOUT,
+            containerd.version().version(containerd.request(())),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(RuntimeError::Unavailable {
+                source: format!(
+                    "containerd at {}: {}",
+                    containerd.socket().display(),
+                    status.message()
+                )
+                .into(),
+            }),
+            Err(_) => Err(RuntimeError::Unavailable {
+                source: format!(
+                    "containerd at {} did not answer within {STATUS_TIMEOUT:?}",
+                    containerd.socket().display()
+                )
+                .into(),
+            }),
+        }
     }
 
     async fn exec(

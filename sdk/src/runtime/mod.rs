@@ -172,6 +172,15 @@ pub trait Runtime: Send + Sync + 'static {
     /// it may have missed events.
     async fn list(&self) -> Result<Vec<SandboxStatus>, RuntimeError>;
 
+    /// Whether the runtime can take work now (CRI `Status`, RuntimeReady):
+    /// `Unavailable` when its backend does not answer (containerd down).
+    /// The agent checks it with every lease renewal and, while it fails,
+    /// reports the `RuntimeUnhealthy` node condition and drops the
+    /// runtime's node labels so that new pods for it go elsewhere.
+    async fn status(&self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
     /// Subscribes to the runtime's events (CRI `GetContainerEvents`); the
     /// receiver sees the events sent after this call.
     fn events(&self) -> broadcast::Receiver<RuntimeEvent>;
