@@ -8,6 +8,8 @@ EXAMPLES_DIR := examples
 WASM_TARGET := wasm32-wasip2
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 DATA_DIR ?= .skiff/data
+CONTAINERD_DIR ?= .skiff/containerd
+SYSTEM_CONTAINERD := /run/containerd/containerd.sock
 SKIFF := $(TARGET_DIR)/release/skiff
 
 # Recipes fail on the first failing command, including inside pipes.
@@ -29,15 +31,28 @@ build: build-examples
 build-examples:
 	cd $(EXAMPLES_DIR) && $(CARGO) build --release --target $(WASM_TARGET)
 
-## Start a server in the foreground, state under $(DATA_DIR).
+## Start a server in the foreground, state under $(DATA_DIR), its local
+## node running containers through the system's containerd if one answers,
+## else through a private one under $(CONTAINERD_DIR) (left running for the
+## next `make run`; `bash scripts/containerd.sh stop $(CONTAINERD_DIR)`
+## stops it).
 run: deps build
-	exec $(SKIFF) server --data-dir $(DATA_DIR)
+	@if ctr -a $(SYSTEM_CONTAINERD) version >/dev/null 2>&1; then \
+		socket=$(SYSTEM_CONTAINERD); \
+	elif socket=$$(bash scripts/containerd.sh start $(abspath $(CONTAINERD_DIR))); then \
+		:; \
+	else \
+		echo "make run: containerd did not start: the node runs Wasm pods only" >&2; \
+		socket=$(SYSTEM_CONTAINERD); \
+	fi; \
+	exec $(SKIFF) server --data-dir $(DATA_DIR) --containerd-socket "$$socket"
 
 ## Every test: unit, in-process and the ignored ones that need real
 ## components (SKIFF_TEST_REAL=1), then kubectl and the Python client end
 ## to end against the binary (tests/e2e/kubectl.sh, tests/e2e/python/run.sh),
 ## then a server with three agents running a Wasm Deployment
-## (tests/e2e/cluster.sh).
+## (tests/e2e/cluster.sh), then a mixed cluster of containers (through a
+## private containerd) and Wasm on two agents (tests/e2e/mixed.sh).
 ## Any failure fails the make.
 test: export SKIFF_TEST_REAL := 1
 test: deps build-examples
@@ -46,6 +61,7 @@ test: deps build-examples
 	bash tests/e2e/kubectl.sh $(TARGET_DIR)/debug/skiff
 	bash tests/e2e/python/run.sh $(TARGET_DIR)/debug/skiff
 	bash tests/e2e/cluster.sh $(TARGET_DIR)/debug/skiff
+	bash tests/e2e/mixed.sh $(TARGET_DIR)/debug/skiff
 
 ## Benchmarks against a peer measured in the same run (needs `make deps`);
 ## results are printed and written into BENCHMARKS.md.

@@ -69,6 +69,8 @@ const EVENT_CAPACITY: usize = 1024;
 /// How long a waiter on a task pauses before asking containerd again after
 /// the connection failed (containerd restarting).
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+/// How long a removal waits for a container's waiter to delete its task.
+const WATCHER_PATIENCE: Duration = Duration::from_secs(30);
 /// How long containerd may take to answer a health check.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// SIGTERM and SIGKILL.
@@ -371,8 +373,11 @@ impl OciRuntime {
                 runtime.persist_container(&record);
                 record.status.sandbox_id.clone()
             };
-            entry.ended.send_replace(true);
+            // The task goes before anyone learns the container ended, so
+            // that a removal never deletes it at the same time (two deletes
+            // of one task can leave its shim behind).
             runtime.delete_task(&id).await;
+            entry.ended.send_replace(true);
             let _ = runtime.inner.events.send(RuntimeEvent::ContainerExited {
                 container_id: id,
                 sandbox_id,
@@ -410,6 +415,17 @@ impl OciRuntime {
                     tokio::time::sleep(RECONNECT_PAUSE).await;
                 }
             }
+        }
+    }
+
+    /// Waits until the waiter of a started container has recorded its exit
+    /// and deleted its task (bounded: a waiter that cannot reach
+    /// containerd is not waited for beyond [`WATCHER_PATIENCE`]).
+    async fn wait_for_watcher(&self, entry: &Entry) {
+        let state = lock(&entry.record).status.state;
+        if matches!(state, ContainerState::Running | ContainerState::Exited) {
+            let mut ended = entry.ended.subscribe();
+            let _ = tokio::time::timeout(WATCHER_PATIENCE, ended.wait_for(|e| *e)).await;
         }
     }
 
@@ -597,7 +613,8 @@ impl Runtime for OciRuntime {
             None => return Ok(()),
         };
         self.stop_sandbox(id).await?;
-        for (container, _) in self.containers_of(id) {
+        for (container, entry) in self.containers_of(id) {
+            self.wait_for_watcher(&entry).await;
             self.destroy_container(&container).await?;
         }
         self.sandbox_dir(id).remove()?;
@@ -842,10 +859,11 @@ impl Runtime for OciRuntime {
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        if self.entry(id).is_err() {
+        let Ok(entry) = self.entry(id) else {
             return Ok(());
-        }
+        };
         self.stop_container(id, Duration::ZERO).await?;
+        self.wait_for_watcher(&entry).await;
         self.destroy_container(id).await
     }
 

@@ -75,6 +75,30 @@ impl OciFixture {
     }
 }
 
+/// What a failed scenario left: the sandboxes' namespace mounts (which
+/// would keep the temporary directory from being removed) and the
+/// fixture's cgroups. Containers and tasks go with the namespace, which
+/// the next run's containerd never sees.
+impl Drop for OciFixture {
+    fn drop(&mut self) {
+        let sandboxes = self.dir.path().join("state/sandboxes");
+        for entry in std::fs::read_dir(&sandboxes)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = skiff_runtime_oci::sandbox::SandboxDir::new(entry.path()).remove();
+        }
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(hierarchy.path().join("skiff-test").join(&self.namespace));
+        }
+    }
+}
+
 #[async_trait]
 impl Fixture for OciFixture {
     fn runtime(&self) -> Arc<dyn Runtime> {
