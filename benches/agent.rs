@@ -60,6 +60,10 @@ mod http;
 mod markdown;
 #[path = "agent/observer.rs"]
 mod observer;
+/// runtime-oci's test fixtures: a private containerd, a registry and a
+/// busybox image built from Debian's static busybox.
+#[path = "../runtime-oci/tests/all/support/mod.rs"]
+mod oci_support;
 #[path = "../tests/all/registry.rs"]
 mod registry;
 
@@ -109,11 +113,13 @@ const MIMALLOC_ENV: [(&str, &str); 2] =
 /// The issue's goals.
 const START_P99_GOAL_MS: f64 = 50.0;
 const KIB_PER_POD_GOAL: f64 = 200.0;
+const CONTAINER_RATIO_GOAL: f64 = 1.1;
 
 /// How much of everything to do.
 #[derive(Clone, Copy, Debug)]
 struct Scale {
     pod_starts: usize,
+    container_starts: usize,
     densities: [usize; 2],
     probes: usize,
 }
@@ -124,12 +130,14 @@ impl Scale {
             if std::env::var_os("SKIFF_BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0") {
                 Scale {
                     pod_starts: 20,
+                    container_starts: 5,
                     densities: [100, 300],
                     probes: 200,
                 }
             } else {
                 Scale {
                     pod_starts: 200,
+                    container_starts: 50,
                     densities: [1000, 5000],
                     probes: 1000,
                 }
@@ -204,6 +212,9 @@ async fn run(scale: Scale) {
     }
     if wants("density") {
         measures.extend(density_in_child(&reference).await);
+    }
+    if wants("containers") {
+        measures.extend(container_starts(scale).await);
     }
     if part.is_some() {
         for (name, value) in &measures {
@@ -419,6 +430,177 @@ async fn pod_starts(scale: Scale, reference: &str) -> Measures {
     add("running to 200", stage(|s| s.answered - s.running));
     add("agent total", stage(|s| s.answered));
     add("raw total", peer);
+    measures
+}
+
+/// A pod that runs `image` once (`restartPolicy: Never`) under
+/// `runtime_class`, with `command` if not empty.
+fn task_pod(name: &str, runtime_class: &str, image: &str, command: &[&str]) -> Pod {
+    let mut container = serde_json::json!({ "name": "task", "image": image });
+    if !command.is_empty() {
+        container["command"] = serde_json::json!(command);
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "labels": { "app": "bench-task" } },
+        "spec": {
+            "runtimeClassName": runtime_class,
+            "restartPolicy": "Never",
+            "containers": [container],
+        },
+    }))
+    .expect("a pod")
+}
+
+/// Creates a run-once pod and waits until it is seen `Succeeded`: seconds
+/// from the create call. The pod is then deleted (untimed).
+async fn run_task_pod(pods: &Api<Pod>, observer: &Observer, pod: Pod) -> f64 {
+    let name = pod.metadata.name.clone().expect("a name");
+    let finished = observer.expect_finished(&name);
+    let begun = Instant::now();
+    tokio::time::timeout(CREATE_TIMEOUT, pods.create(&PostParams::default(), &pod))
+        .await
+        .unwrap_or_else(|_| panic!("creating {name} took over {CREATE_TIMEOUT:?}"))
+        .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    let stages = tokio::time::timeout(START_TIMEOUT, finished)
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not finish within {START_TIMEOUT:?}"))
+        .expect("the pod watch");
+    assert!(stages.succeeded, "{name} failed");
+    let seconds = (stages.finished.expect("finished") - begun).as_secs_f64();
+    let _ = pods
+        .delete(&name, &kube::api::DeleteParams::default())
+        .await;
+    seconds
+}
+
+/// Part 3: a container that runs `/bin/true` (busybox) through the API
+/// and the agent (create → `Succeeded` seen on the watch) against `ctr run
+/// --rm` of the same image on the same containerd, alternating; and a
+/// Wasm task pod (examples/hello) the same way, for the ratio.
+async fn container_starts(scale: Scale) -> Measures {
+    assert!(
+        oci_support::busybox::available(),
+        "/bin/busybox is missing (Debian package busybox-static): run `make deps`"
+    );
+    let containerd = oci_support::containerd::TestContainerd::shared()
+        .expect("the container part needs root and containerd: run `make deps`");
+    let registry = oci_support::registry::TestRegistry::start()
+        .expect("/usr/bin/docker-registry is missing: run `make deps`");
+    let busybox = oci_support::busybox::push_busybox(
+        &registry,
+        "bench/busybox:v1",
+        oci_support::busybox::Layout::SinglePlatform,
+        None,
+    )
+    .await
+    .reference;
+    let hello = registry.reference("bench/hello:v1");
+    let wasm = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/target/wasm32-wasip2/release/hello.wasm"),
+    )
+    .expect("examples/hello: run `make build-examples`");
+    push_wasm(
+        &wasm,
+        &hello,
+        &PushOptions::default().insecure(true),
+        &mut |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("push {hello}: {e}"));
+
+    let socket = containerd.socket().to_owned();
+    let ctr = |args: Vec<String>| {
+        let socket = socket.clone();
+        async move {
+            let output = tokio::process::Command::new("ctr")
+                .arg("-a")
+                .arg(&socket)
+                .args(["-n", "skiff-bench-ctr"])
+                .args(&args)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .expect("run ctr");
+            assert!(
+                output.status.success(),
+                "ctr {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    };
+    ctr(vec![
+        "images".into(),
+        "pull".into(),
+        "--plain-http".into(),
+        busybox.clone(),
+    ])
+    .await;
+
+    let cluster = Cluster::start_with(&registry.address(), MAX_PODS, Some(&socket)).await;
+    let observer = Observer::start(cluster.client.clone(), NAMESPACE);
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    let container = |name: &str| task_pod(name, "runc", &busybox, &["/bin/true"]);
+    let wasm_task = |name: &str| task_pod(name, "wasmtime", &hello, &[]);
+    // Untimed: the pulls (and the Wasm compile), a first run of each.
+    run_task_pod(&pods, &observer, container("container-warmup")).await;
+    run_task_pod(&pods, &observer, wasm_task("wasm-warmup")).await;
+    ctr(vec![
+        "run".into(),
+        "--rm".into(),
+        busybox.clone(),
+        "bench-warmup".into(),
+        "/bin/true".into(),
+    ])
+    .await;
+
+    let (mut agent, mut peer, mut wasm_runs) = (Vec::new(), Vec::new(), Vec::new());
+    for index in 0..scale.container_starts {
+        let run_peer = || async {
+            let begun = Instant::now();
+            ctr(vec![
+                "run".into(),
+                "--rm".into(),
+                busybox.clone(),
+                format!("bench-{index}"),
+                "/bin/true".into(),
+            ])
+            .await;
+            begun.elapsed().as_secs_f64()
+        };
+        if index % 2 == 0 {
+            agent.push(
+                run_task_pod(&pods, &observer, container(&format!("container-{index}"))).await,
+            );
+            peer.push(run_peer().await);
+        } else {
+            peer.push(run_peer().await);
+            agent.push(
+                run_task_pod(&pods, &observer, container(&format!("container-{index}"))).await,
+            );
+        }
+        wasm_runs.push(run_task_pod(&pods, &observer, wasm_task(&format!("wasm-{index}"))).await);
+    }
+    drop(observer);
+    cluster.stop().await;
+
+    let mut measures = Measures::new();
+    let mut add = |name: &str, mut seconds: Vec<f64>| {
+        seconds.sort_by(f64::total_cmp);
+        let p50 = percentile(&seconds, 0.5) * 1e3;
+        let p99 = percentile(&seconds, 0.99) * 1e3;
+        eprintln!(
+            "{name}: p50 {p50:.1} ms, p99 {p99:.1} ms ({} runs)",
+            seconds.len()
+        );
+        measures.insert(format!("{name} p50 ms"), p50);
+        measures.insert(format!("{name} p99 ms"), p99);
+    };
+    add("container task", agent);
+    add("ctr run", peer);
+    add("wasm task", wasm_runs);
     measures
 }
 
@@ -681,6 +863,24 @@ fn report(measures: &Measures, scale: Scale) {
             );
         }
     }
+    for q in ["p50", "p99"] {
+        row(
+            format!(
+                "container run to exit {q}, pod create → `Succeeded` seen, `/bin/true` in busybox, ms (peer: `ctr run --rm` of the same image)"
+            ),
+            m(&format!("container task {q} ms")),
+            Some(m(&format!("ctr run {q} ms"))),
+        );
+    }
+    for q in ["p50", "p99"] {
+        row(
+            format!(
+                "Wasm task pod {q}, create → `Succeeded` seen, examples/hello, ms (peer: the container pod)"
+            ),
+            m(&format!("wasm task {q} ms")),
+            Some(m(&format!("container task {q} ms"))),
+        );
+    }
     // The density levels measured, with how many pods ran at each: a level
     // whose pods did not all run within the bound is measured over those
     // that did, and the level after it is not tried.
@@ -767,10 +967,14 @@ fn report(measures: &Measures, scale: Scale) {
         ),
         None => "not measured".to_owned(),
     };
+    let container_ratio = m("container task p50 ms") / m("ctr run p50 ms");
     let verdict = format!(
         "Goals: pod start p99 < {START_P99_GOAL_MS} ms (create → first 200): {} ({start_p99:.2} \
-         ms); < {KIB_PER_POD_GOAL} KiB per idle pod at {high} pods: {density}.",
+         ms); < {KIB_PER_POD_GOAL} KiB per idle pod at {high} pods: {density}; container run to \
+         exit through the agent ≤ {CONTAINER_RATIO_GOAL}× `ctr run --rm` (p50): {} \
+         ({container_ratio:.2}×).",
         met(start_p99 < START_P99_GOAL_MS),
+        met(container_ratio <= CONTAINER_RATIO_GOAL),
     );
     println!("\n{table}\n{verdict}");
 
@@ -785,7 +989,10 @@ fn report(measures: &Measures, scale: Scale) {
             })
             .unwrap_or_default();
         let Scale {
-            pod_starts, probes, ..
+            pod_starts,
+            probes,
+            container_starts,
+            ..
         } = scale;
         let mib = |name: &str| m(name) / 1024.0;
         let section = format!(
@@ -815,7 +1022,13 @@ fn report(measures: &Measures, scale: Scale) {
              the pods added. CPU per pod is user+system time over the deployment. Probe \
              requests: {probes} `GET /healthz` (after {PROBE_WARMUP} untimed), each on a new \
              connection with `Connection: close` (as a kubelet's httpGet probe), to pods picked \
-             at random, against the same to the one pod when it was alone.\n\n\
+             at random, against the same to the one pod when it was alone. Containers: a \
+             private containerd (runtime-oci's test fixture) and a busybox image built from \
+             Debian's static busybox; {container_starts} run-once pods (`runtimeClassName: \
+             runc`, `restartPolicy: Never`, `command: [/bin/true]`) timed from the create call to \
+             `Succeeded` seen on the watch, alternating with `ctr run --rm` of the same image on \
+             the same containerd (timed around the `ctr` process), each followed by a Wasm task \
+             pod (examples/hello, `runtimeClassName: wasmtime`) timed the same way.\n\n\
              {table}\n{verdict}\n",
             settle = SETTLE.as_secs(),
             agent1 = mib("agent rss1 kib"),

@@ -73,6 +73,12 @@ impl Cluster {
     /// plain HTTP, at most `max_pods` pods), and waits until the node is
     /// Ready.
     pub async fn start(registry: &str, max_pods: u32) -> Cluster {
+        Cluster::start_with(registry, max_pods, None).await
+    }
+
+    /// As [`start`](Self::start), the agent also running containers through
+    /// the containerd at `containerd` when given.
+    pub async fn start_with(registry: &str, max_pods: u32, containerd: Option<&Path>) -> Cluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let server_dir = dir.path().join("server");
         let mut server = tokio::process::Command::new(std::env::current_exe().expect("own path"))
@@ -105,6 +111,7 @@ impl Cluster {
             &dir.path().join("agent"),
             registry,
             max_pods,
+            containerd,
         )
         .await;
         let cluster = Cluster {
@@ -178,6 +185,7 @@ async fn start_agent(
     agent_dir: &Path,
     registry: &str,
     max_pods: u32,
+    containerd: Option<&Path>,
 ) -> (
     watch::Sender<bool>,
     JoinHandle<Result<(), skiff_node::agent::AgentError>>,
@@ -201,7 +209,18 @@ async fn start_agent(
     let wasm = WasmRuntime::open(WasmRuntimeOptions::new(agent_dir.join("wasm")).host_ip(NODE_IP))
         .await
         .unwrap_or_else(|e| panic!("open the Wasm runtime: {e}"));
-    let runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(wasm)];
+    let mut runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(wasm)];
+    if let Some(socket) = containerd {
+        let oci = skiff_runtime_oci::OciRuntime::open(
+            skiff_runtime_oci::OciRuntimeOptions::new(agent_dir.join("oci"))
+                .socket(socket)
+                .namespace("skiff-bench")
+                .host_ip(NODE_IP),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("open the OCI runtime: {e}"));
+        runtimes.push(Arc::new(oci));
+    }
     let node_api = std::net::TcpListener::bind((NODE_IP, 0))
         .and_then(|listener| listener.local_addr())
         .expect("a free port for the node API");

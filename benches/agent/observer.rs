@@ -23,12 +23,16 @@ pub struct Stages {
     pub reported: Option<Instant>,
     pub running: Option<Instant>,
     pub ip: Option<IpAddr>,
+    /// First seen `Succeeded` or `Failed`, and which.
+    pub finished: Option<Instant>,
+    pub succeeded: bool,
 }
 
 #[derive(Default)]
 struct State {
     pods: HashMap<String, Stages>,
     waiters: HashMap<String, oneshot::Sender<Stages>>,
+    finish_waiters: HashMap<String, oneshot::Sender<Stages>>,
 }
 
 /// The watch and what it has seen.
@@ -74,6 +78,16 @@ impl Observer {
     pub fn expect(&self, name: &str) -> oneshot::Receiver<Stages> {
         let (sender, receiver) = oneshot::channel();
         lock(&self.state).waiters.insert(name.to_owned(), sender);
+        receiver
+    }
+
+    /// What `wait` needs to learn when pod `name` has run to its end
+    /// (`Succeeded` or `Failed`); call before creating it.
+    pub fn expect_finished(&self, name: &str) -> oneshot::Receiver<Stages> {
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.state)
+            .finish_waiters
+            .insert(name.to_owned(), sender);
         receiver
     }
 
@@ -124,6 +138,16 @@ fn observe(state: &Mutex<State>, count: &watch::Sender<usize>, pod: &Pod, now: I
         .filter(|s| s.phase.as_deref() == Some("Running"))
         .and_then(|s| s.pod_ip.as_deref())
         .and_then(|ip| ip.parse().ok());
+    let phase = status.and_then(|s| s.phase.as_deref());
+    if stages.finished.is_none() && matches!(phase, Some("Succeeded" | "Failed")) {
+        stages.finished = Some(now);
+        stages.succeeded = phase == Some("Succeeded");
+        let stages = *stages;
+        if let Some(waiter) = state.finish_waiters.remove(&name) {
+            let _ = waiter.send(stages);
+        }
+    }
+    let stages = state.pods.entry(name.clone()).or_default();
     if stages.running.is_none()
         && let Some(ip) = ip
     {

@@ -36,7 +36,17 @@ const SOCKET_VARIABLE: &str = "SKIFF_TEST_CONTAINERD";
 const RUNC_ROOT: &str = "/run/containerd/runc";
 
 /// The script that starts and stops a private containerd.
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/containerd.sh");
+/// `scripts/containerd.sh`, from runtime-oci's directory or from the
+/// workspace root (the agent benchmark includes this module too).
+fn script() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let at_root = here.join("scripts/containerd.sh");
+    if at_root.exists() {
+        at_root
+    } else {
+        here.join("../scripts/containerd.sh")
+    }
+}
 
 /// Starts containerd through the script, says `ready <socket>` on stdout,
 /// then waits for its stdin to close and stops it. `$1` is the script, `$2`
@@ -108,7 +118,7 @@ impl TestContainerd {
             .arg("-c")
             .arg(WATCHDOG)
             .arg("skiff-test-containerd")
-            .arg(SCRIPT)
+            .arg(script())
             .arg(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
