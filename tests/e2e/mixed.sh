@@ -13,7 +13,8 @@
 #   c. a container Deployment (busybox httpd, runtimeClassName: runc) and a
 #      Wasm Deployment (hello-http, runtimeClassName: wasmtime), all pods
 #      Ready, the container pods on n1; every pod answers HTTP at its
-#      podIP:8080; `kubectl logs` of both kinds;
+#      podIP:8080; `kubectl logs` of both kinds; `kubectl exec` into a
+#      container (stdin, exit code) and its clear refusal for a Wasm pod;
 #   d. a container pod that may only run on n2 stays Pending, with the
 #      scheduler's reason;
 #   e. hardening spot checks in run-to-completion container pods:
@@ -592,6 +593,14 @@ is 404
 eventually 15 "kubectl logs ${HELLO_POD%%|*} shows hello-http's request log" \
     pod_logged "${HELLO_POD%%|*}" '^GET /mixed-e2e$'
 has '^GET /$' '^GET /healthz$'
+run "kubectl exec in ${WEB_POD%%|*} runs in its container" k exec "${WEB_POD%%|*}" -- hostname
+is "${WEB_POD%%|*}"
+run "kubectl exec -i passes stdin and the command's exit code" bash -c \
+    "echo typed | kubectl --request-timeout=15s exec -i '${WEB_POD%%|*}' -- sh -c 'cat; exit 3'; echo \"exit \$?\""
+has '^typed$' '^exit 3$'
+run "kubectl exec in a Wasm pod is refused, saying why" bash -c \
+    "kubectl --request-timeout=15s exec '${HELLO_POD%%|*}' -- true; echo \"exit \$?\""
+has '^error: exec is not supported for Wasm pods$' '^exit 1$'
 
 # --- d. a container pod for a node without containerd ---------------------------------------
 sed -e "s|@REGISTRY@|$REGISTRY|g" "$MANIFESTS/stranded.yaml" >"$WORK/stranded.yaml"
