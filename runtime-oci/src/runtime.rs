@@ -343,10 +343,7 @@ impl OciRuntime {
     fn watch_task(&self, id: ContainerId, entry: Arc<Entry>, output: Output) {
         let runtime = self.clone();
         tokio::spawn(async move {
-            let log_path = {
-                let record = lock(&entry.record);
-                runtime.log_path(&record)
-            };
+            let log_path = lock(&entry.record).status.log_path.clone();
             let copier = tokio::spawn(copy_output(output, log_path));
             let Some((exit_code, finished_at)) = runtime.wait_for_exit(&id).await else {
                 copier.abort();
@@ -464,10 +461,6 @@ impl OciRuntime {
             Err(status) if status.message().contains("process already finished") => Ok(()),
             Err(status) => Err(client::backend("signal a task")(status)),
         }
-    }
-
-    fn log_path(&self, record: &ContainerRecord) -> PathBuf {
-        record.status.log_path.clone()
     }
 
     /// Removes a container's containerd objects and state directory.
@@ -771,10 +764,7 @@ impl Runtime for OciRuntime {
                 operation: "start",
             });
         }
-        let log_path = {
-            let record = lock(&entry.record);
-            self.log_path(&record)
-        };
+        let log_path = lock(&entry.record).status.log_path.clone();
         if let Some(parent) = log_path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| RuntimeError::io(parent, e))?;
         }
@@ -1225,6 +1215,7 @@ impl Output {
 /// its ends: the process and everything holding its output are gone).
 async fn copy_output(output: Output, log_path: PathBuf) -> Result<(), RuntimeError> {
     let writer = Arc::new(Mutex::new(LogWriter::open(&log_path)?));
+    let log_path = &log_path;
     let copy = |pipe: Option<tokio::net::unix::pipe::Receiver>, stream: Stream| {
         let writer = writer.clone();
         async move {
@@ -1237,7 +1228,7 @@ async fn copy_output(output: Output, log_path: PathBuf) -> Result<(), RuntimeErr
                     Ok(0) => return Ok(()),
                     Ok(n) => lock(&writer).write(Timestamp::now(), stream, &buffer[..n])?,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(RuntimeError::io(log_path_of(&writer), e)),
+                    Err(e) => return Err(RuntimeError::io(log_path, e)),
                 }
             }
         }
@@ -1253,10 +1244,6 @@ async fn copy_output(output: Output, log_path: PathBuf) -> Result<(), RuntimeErr
         writer.finish(Timestamp::now())?;
     }
     stdout.and(stderr)
-}
-
-fn log_path_of(writer: &Mutex<LogWriter>) -> PathBuf {
-    lock(writer).path().to_owned()
 }
 
 /// The pod's hostname: the configured one, else the pod's name.
