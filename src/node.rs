@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use skiff_node::agent::AgentOptions;
+use skiff_node::deferred_runtime::DeferredRuntime;
 use skiff_runtime_oci::{OciRuntime, OciRuntimeOptions};
 use skiff_runtime_wasm::{WasmRuntime, WasmRuntimeOptions};
-use skiff_sdk::runtime::Runtime;
+use skiff_sdk::runtime::{Runtime, RuntimeError};
 
 use crate::cli::NodeArgs;
 
@@ -39,9 +40,13 @@ pub fn options(
 }
 
 /// This node's runtimes: wasmtime in-process, and containers through
-/// containerd at `containerd_socket` when it answers (a node without it
-/// runs Wasm pods only: no `skiff.dev/oci-enabled` label, and `runc` pods
-/// bound to it report `RuntimeUnavailable`).
+/// containerd at `containerd_socket`. A node without containerd runs Wasm
+/// pods only: no `skiff.dev/oci-enabled` label, and `runc` pods bound to it
+/// report `RuntimeUnavailable`. If containerd does not answer but is
+/// expected (its socket is there, or this node ran containers before,
+/// which may still run), the OCI runtime opens as soon as it answers;
+/// until then the node reports the `RuntimeUnhealthy` condition and the
+/// pods containerd may run wait for it.
 pub async fn runtimes(
     data_dir: &Path,
     node_ip: IpAddr,
@@ -54,15 +59,27 @@ pub async fn runtimes(
     let oci = OciRuntimeOptions::new(data_dir.join("oci"))
         .socket(containerd_socket)
         .host_ip(node_ip);
-    match OciRuntime::open(oci).await {
+    let socket = containerd_socket.display().to_string();
+    match OciRuntime::open(oci.clone()).await {
         Ok(oci) => {
-            tracing::info!(socket = %containerd_socket.display(), version = %oci.info().version, "containerd answers: this node runs containers");
+            tracing::info!(%socket, version = %oci.info().version, "containerd answers: this node runs containers");
             runtimes.push(Arc::new(oci));
         }
+        Err(RuntimeError::Unavailable { .. }) if oci.socket_exists() || oci.has_records() => {
+            tracing::warn!(%socket, "containerd does not answer yet: this node runs containers once it does");
+            let waiting =
+                format!("containerd at {socket} has not answered since the agent started");
+            let deferred =
+                DeferredRuntime::spawn(OciRuntime::info_for("unknown"), waiting, move || {
+                    let oci = oci.clone();
+                    async move { Ok(Arc::new(OciRuntime::open(oci).await?) as Arc<dyn Runtime>) }
+                });
+            runtimes.push(Arc::new(deferred));
+        }
         Err(error) => tracing::warn!(
-            socket = %containerd_socket.display(),
+            %socket,
             error = %skiff_sdk::error_chain(&error),
-            "containerd does not answer: this node runs Wasm pods only"
+            "containerd is not available: this node runs Wasm pods only"
         ),
     }
     Ok(runtimes)

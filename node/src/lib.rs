@@ -11,6 +11,8 @@
 //!   function; [`pod_status`] computes what it reports.
 //! - [`probe`], [`pod_config`] (environment), [`volumes`], [`backoff`],
 //!   [`address_pool`] are the pieces a worker uses.
+//! - [`deferred_runtime`] stands in for a runtime whose backend did not
+//!   answer at start (containerd down) until it does.
 //! - [`node_api`] serves [`logs`] to the API server (`kubectl logs`) and
 //!   runs [`exec`] sessions (`kubectl exec`) in the containers
 //!   [`pod_containers`] locates.
@@ -19,6 +21,7 @@ pub mod address_pool;
 pub mod agent;
 pub mod backoff;
 pub mod bootstrap;
+pub mod deferred_runtime;
 pub mod exec;
 pub mod logs;
 pub mod node_api;

@@ -60,6 +60,10 @@ const API_RETRY: Duration = Duration::from_secs(1);
 /// How often a pod that cannot start for lack of a runtime looks again.
 const SLOW_RETRY: Duration = Duration::from_secs(30);
 
+/// How often a worker asks again a runtime that did not answer (containerd
+/// down): cheap, and the pod's containers may be running there.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(2);
+
 /// The runtimes of this node, by the RuntimeClass handlers they serve.
 #[derive(Clone, Default)]
 pub struct Runtimes {
@@ -507,6 +511,7 @@ impl PodWorker {
                                 .unwrap_or(now)
                                 .max(now + API_RETRY),
                             Retry::Slowly => now + SLOW_RETRY,
+                            Retry::Soon => now + UNAVAILABLE_RETRY,
                         });
                         Lifecycle::Prepare
                     }
@@ -1382,19 +1387,40 @@ impl PodWorker {
             self.wait().await;
             return Lifecycle::Cleanup;
         }
-        if self.runtime.is_none() {
-            // The worker never ran the pod (it had finished before an agent
-            // restart, or never started): remove what any runtime holds of it.
-            for runtime in self.ctx.runtimes.all() {
-                let Ok(sandboxes) = runtime.list().await else {
+        // What a runtime may hold of the pod that this worker did not take
+        // over (the pod had finished before an agent restart or never
+        // started, or its runtime did not answer): found by listing. If the
+        // pod's own runtime does not answer now, it may still run the
+        // pod's containers, so the pod stays until it does.
+        let (unowned, known): (Vec<Arc<dyn Runtime>>, bool) = match &self.runtime {
+            None => match self.resolve_runtime().await {
+                Ok(runtime) => (vec![runtime], true),
+                Err(_) => (self.ctx.runtimes.all().to_vec(), false),
+            },
+            Some(runtime) if !self.adopted => (vec![runtime.clone()], true),
+            Some(_) => (Vec::new(), true),
+        };
+        for runtime in unowned {
+            let sandboxes = match runtime.list().await {
+                Ok(sandboxes) => sandboxes,
+                Err(error @ RuntimeError::Unavailable { .. }) if known => {
+                    tracing::warn!(pod = %self.key(), runtime = %runtime.info().name, error = %chain(&error), "the runtime does not answer; the pod is deleted once it does");
+                    self.delete_retry = Some(Instant::now() + UNAVAILABLE_RETRY);
+                    return Lifecycle::Cleanup;
+                }
+                Err(error) => {
+                    tracing::warn!(pod = %self.key(), runtime = %runtime.info().name, error = %chain(&error), "listing the runtime's sandboxes failed");
                     continue;
-                };
-                for sandbox in sandboxes.iter().filter(|s| s.metadata.uid == self.uid) {
-                    if let Err(error) = runtime.remove_sandbox(&sandbox.id).await {
-                        tracing::warn!(pod = %self.key(), %error, "removing a sandbox failed");
-                    }
+                }
+            };
+            for sandbox in sandboxes.iter().filter(|s| s.metadata.uid == self.uid) {
+                if let Err(error) = runtime.remove_sandbox(&sandbox.id).await {
+                    tracing::warn!(pod = %self.key(), %error, "removing a sandbox failed");
                 }
             }
+        }
+        if self.runtime.is_some() {
+            self.adopted = true;
         }
         if let Some(runtime) = self.runtime.clone() {
             let sandboxes: Vec<SandboxId> = self
@@ -1542,6 +1568,12 @@ impl PodWorker {
     /// Reports the pod's status if it changed since the last report.
     async fn report(&mut self) {
         if self.gone || self.frozen {
+            return;
+        }
+        if self.runtime.is_some() && !self.adopted {
+            // The runtime did not answer when asked what it runs of the
+            // pod (containerd down): the status the API holds stays until
+            // it does, rather than one that forgets running containers.
             return;
         }
         for slot in &mut self.slots {
@@ -1699,14 +1731,20 @@ enum Retry {
     /// Every [`SLOW_RETRY`]: what is missing (a RuntimeClass, a runtime)
     /// seldom appears.
     Slowly,
+    /// Every [`UNAVAILABLE_RETRY`]: the runtime does not answer now.
+    Soon,
 }
 
 impl Blocked {
     fn runtime(error: RuntimeError) -> Self {
+        let retry = match error {
+            RuntimeError::Unavailable { .. } => Retry::Soon,
+            _ => Retry::BackOff,
+        };
         Self {
             reason: "ContainerCreating".to_owned(),
             message: Some(chain(&error)),
-            retry: Retry::BackOff,
+            retry,
         }
     }
 }

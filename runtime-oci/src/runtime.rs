@@ -71,6 +71,8 @@ const EVENT_CAPACITY: usize = 1024;
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// How long a removal waits for a container's waiter to delete its task.
 const WATCHER_PATIENCE: Duration = Duration::from_secs(30);
+/// How long containerd may take to answer when the runtime opens.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long containerd may take to answer a health check.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// SIGTERM and SIGKILL.
@@ -123,6 +125,19 @@ impl OciRuntimeOptions {
         self.cgroup_parent = cgroup_parent.into();
         self
     }
+
+    /// Whether containerd's socket is there (whether it answers or not).
+    pub fn socket_exists(&self) -> bool {
+        self.socket.exists()
+    }
+
+    /// Whether the state directory records sandboxes or containers of an
+    /// earlier run, which containerd may still run.
+    pub fn has_records(&self) -> bool {
+        [sandboxes_dir(self), containers_dir(self)]
+            .iter()
+            .any(|dir| std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()))
+    }
 }
 
 /// A sandbox as recorded.
@@ -165,18 +180,30 @@ pub struct OciRuntime {
 impl OciRuntime {
     /// Connects to containerd, loads the records of `state_dir` and adopts
     /// the tasks that still run. Fails with `Unavailable` when containerd
-    /// does not answer.
+    /// does not answer (within 10 s).
     pub async fn open(options: OciRuntimeOptions) -> Result<Self, RuntimeError> {
-        let containerd = Containerd::connect(&options.socket, &options.namespace).await?;
-        let version = containerd
-            .version()
-            .version(containerd.request(()))
-            .await
-            .map_err(client::backend("ask containerd's version"))?
-            .into_inner();
-        let info = RuntimeInfo::new("containerd", version.version)
-            .handler(HANDLER)
-            .feature(Feature::Exec);
+        let connect = async {
+            let containerd = Containerd::connect(&options.socket, &options.namespace).await?;
+            let version = containerd
+                .version()
+                .version(containerd.request(()))
+                .await
+                .map_err(client::backend("ask containerd's version"))?
+                .into_inner();
+            Ok::<_, RuntimeError>((containerd, version))
+        };
+        let (containerd, version) =
+            tokio::time::timeout(OPEN_TIMEOUT, connect)
+                .await
+                .map_err(|_| RuntimeError::Unavailable {
+                    source: format!(
+                        "containerd at {} did not answer within {} s",
+                        options.socket.display(),
+                        OPEN_TIMEOUT.as_secs()
+                    )
+                    .into(),
+                })??;
+        let info = Self::info_for(version.version);
         for dir in [sandboxes_dir(&options), containers_dir(&options)] {
             std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
         }
@@ -194,6 +221,14 @@ impl OciRuntime {
         };
         runtime.load().await?;
         Ok(runtime)
+    }
+
+    /// What the runtime says of itself over containerd `version`; with
+    /// `"unknown"`, what it will say before it has reached containerd.
+    pub fn info_for(version: impl Into<String>) -> RuntimeInfo {
+        RuntimeInfo::new("containerd", version)
+            .handler(HANDLER)
+            .feature(Feature::Exec)
     }
 
     /// Reads the records and reconciles containers with containerd.

@@ -22,6 +22,10 @@
 #      filesystem;
 #   f. SIGKILL of agent n1 and its restart at once: the container pods
 #      converge in place (same pods, no restart, the same containerd tasks);
+#      then again with containerd stopped: n1 reports RuntimeUnhealthy and
+#      loses skiff.dev/oci-enabled while the container pods keep running
+#      with the status they had; containerd started again, n1 adopts them
+#      (the same tasks) and is labelled again;
 #   g. everything deleted: nothing is left in containerd's `skiff`
 #      namespace but the image's layers, no shim process, no sandbox or
 #      container state in the agent's data dir, no namespace mount, no
@@ -552,7 +556,7 @@ done
 eventually "$NODES_READY_TIMEOUT" "two Ready nodes" nodes_ready "${NODES[@]}"
 eventually 30 "n1 is oci- and wasm-enabled, n2 wasm-enabled only" labelled
 run "n1 found containerd" grep -F "containerd answers: this node runs containers" "$WORK/agent-n1.log"
-run "n2 did not" grep -F "containerd does not answer: this node runs Wasm pods only" "$WORK/agent-n2.log"
+run "n2 did not" grep -F "this node runs Wasm pods only" "$WORK/agent-n2.log"
 run "the RuntimeClasses" k get runtimeclasses -o jsonpath='{range .items[*]}{.metadata.name} {.handler} {.scheduling.nodeSelector}{"\n"}{end}'
 has '^runc runc \{"skiff.dev/oci-enabled":"true"\}$' '^wasmtime wasmtime \{"skiff.dev/wasm-enabled":"true"\}$'
 
@@ -694,6 +698,45 @@ is "$TASKS_BEFORE"
 eventually 30 "they answer" answer_all app=web
 eventually "$CONVERGE_TIMEOUT" "the Wasm pods are Ready too" pods_ready app=hello 2
 eventually 30 "and answer" answer_all app=hello
+
+# --- f2. agent n1 restarted while containerd is down --------------------------------------------
+# runtime_unhealthy STATUS: n1's RuntimeUnhealthy condition has STATUS.
+runtime_unhealthy() {
+    local status
+    agent_alive n1
+    status=$(k get node n1 -o jsonpath='{.status.conditions[?(@.type=="RuntimeUnhealthy")].status} {.status.conditions[?(@.type=="RuntimeUnhealthy")].message}') || return 1
+    echo "$status"
+    [[ ${status%% *} == "$1" ]]
+}
+echo "  stop containerd (its shims keep the containers), SIGKILL agent n1 and start it again" >&2
+kill -TERM "$(cat "$CONTAINERD_DIR/containerd.pid")"
+for _ in $(seq 150); do
+    timeout 2 ctr --address "$SOCKET" version >/dev/null 2>&1 || break
+    sleep 0.1
+done
+kill -KILL "${AGENT_PID[n1]}"
+wait "${AGENT_PID[n1]}" 2>/dev/null || true
+RESTART_LINE=$(($(wc -l <"$WORK/agent-n1.log") + 1))
+start_agent n1
+eventually "$NODES_READY_TIMEOUT" "n1 is Ready (it still runs Wasm pods)" nodes_ready n1
+eventually "$NODES_READY_TIMEOUT" "n1 reports RuntimeUnhealthy" runtime_unhealthy True
+has "containerd at .* has not answered since the agent started"
+run "n1 lost its skiff.dev/oci-enabled label, not its Wasm one" node_labels
+has '^n1 oci= wasm=true$'
+run "the container pods keep their reported status, on n1" web_state
+is "$WEB_BEFORE"
+eventually 30 "the Wasm pods answer" answer_all app=hello
+echo "  start containerd again" >&2
+bash "$ROOT/scripts/containerd.sh" start "$CONTAINERD_DIR" >/dev/null
+eventually "$CONVERGE_TIMEOUT" "n1 reports its runtimes healthy" runtime_unhealthy False
+eventually "$CONVERGE_TIMEOUT" "n1 is labelled skiff.dev/oci-enabled again" labelled
+eventually "$CONVERGE_TIMEOUT" "the restarted agent adopts the container pods' sandboxes" adopted
+eventually "$CONVERGE_TIMEOUT" "the container pods are Ready" pods_ready app=web 2
+run "the same pods, on n1, not restarted" web_state
+is "$WEB_BEFORE"
+run "the same containerd tasks, the same processes" web_tasks
+is "$TASKS_BEFORE"
+eventually 30 "they answer" answer_all app=web
 
 # --- g. everything deleted, nothing left behind -----------------------------------------------
 CGROUPS=$(run_cgroups)

@@ -1,5 +1,9 @@
 //! Integration tests of the node agent, in one binary.
 
+/// A runtime that answers only after the agent started: calls wait for
+/// it, pod workers neither overwrite the status of pods it may run nor
+/// delete them before it answers.
+mod deferred_runtime;
 /// Exec probes through the runtime's exec: exit codes, the output limit,
 /// timeouts, runtimes that cannot exec.
 mod exec_probe;

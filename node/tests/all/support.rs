@@ -643,10 +643,20 @@ pub fn context(
     exec: ExecProbes,
     dir: PathBuf,
 ) -> Arc<WorkerContext> {
+    context_with(vec![Arc::new(runtime.clone())], api, exec, dir)
+}
+
+/// A worker context over the given runtimes.
+pub fn context_with(
+    runtimes: Vec<Arc<dyn Runtime>>,
+    api: &Arc<FakeApi>,
+    exec: ExecProbes,
+    dir: PathBuf,
+) -> Arc<WorkerContext> {
     Arc::new(WorkerContext {
         api: api.clone(),
         objects: Arc::new(NoObjects),
-        runtimes: Runtimes::new(vec![Arc::new(runtime.clone())]),
+        runtimes: Runtimes::new(runtimes),
         exec,
         logs: Arc::new(PodLogs::default()),
         containers: Arc::new(PodContainers::default()),

@@ -80,8 +80,10 @@ pub use sandbox::{SandboxConfig, SandboxMetadata, SandboxNetwork, SandboxState, 
 /// (a stop's grace period holds only that stop).
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
-    /// Static facts: name, version, served handlers, features. Fixed for the
-    /// runtime's life.
+    /// Static facts: name, version, served handlers, features. The name and
+    /// handlers are fixed for the runtime's life; a runtime opened after
+    /// the agent started (its backend did not answer before) reports its
+    /// version once it has opened.
     fn info(&self) -> &RuntimeInfo;
 
     /// Fetches an image into the runtime's store (CRI `PullImage`), so that
