@@ -10,11 +10,11 @@
 //!   NodeUnschedulable, node readiness, TaintToleration (NoSchedule and
 //!   NoExecute), NodeAffinity (node selector and required affinity),
 //!   NodePorts, NodeResourcesFit (which reports every short resource).
-//!   NodePorts adds skiff's interim rule: a pod with `hostNetwork: true` or
-//!   `runtimeClassName: wasmtime` listens on the node's own address (Wasm
-//!   HTTP pods do until pod networking exists), so each of its
-//!   `containerPort`s is a host port, for the pod placed and in what the
-//!   snapshot accounts to nodes.
+//!   NodePorts adds skiff's interim rule: until pod networking exists,
+//!   every pod (Wasm or container) listens on its node's network, so each
+//!   of its `containerPort`s is a host port, for the pod placed and in what
+//!   the snapshot accounts to nodes, except on nodes that give pods
+//!   addresses of their own (`skiff.dev/pod-address-range`).
 //!   kube-scheduler has no readiness filter (the node lifecycle controller
 //!   taints such nodes `node.kubernetes.io/not-ready:NoSchedule`); here a
 //!   node whose Ready condition is not "True" is filtered out unless the pod

@@ -363,12 +363,10 @@ impl HostPort {
 
 /// The host ports of the pod's containers and sidecar init containers:
 /// kube-scheduler's NodePorts (every `hostPort`), plus skiff's interim rule
-/// for pods that listen on the node's own address until pod networking
-/// exists: with `hostNetwork: true` or `runtimeClassName: wasmtime`, every
+/// until pod networking exists: every pod, Wasm (wasmtime) or container
+/// (runc, the default), shares its node's network, so every
 /// `containerPort` is a host port too.
 pub(super) fn host_ports(spec: &PodSpec) -> Vec<HostPort> {
-    let on_node_address = spec.host_network == Some(true)
-        || spec.runtime_class_name.as_deref() == Some(skiff_sdk::runtime_class::WASMTIME);
     let sidecars = spec
         .init_containers
         .iter()
@@ -388,8 +386,7 @@ pub(super) fn host_ports(spec: &PodSpec) -> Vec<HostPort> {
                 .to_owned()
         };
         let host_port = port.host_port.filter(|p| *p > 0);
-        let container_port = Some(port.container_port)
-            .filter(|p| on_node_address && *p > 0 && Some(*p) != host_port);
+        let container_port = Some(port.container_port).filter(|p| *p > 0 && Some(*p) != host_port);
         for number in host_port.into_iter().chain(container_port) {
             ports.push(HostPort {
                 protocol: or(port.protocol.as_deref(), "TCP"),

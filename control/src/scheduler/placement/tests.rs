@@ -676,9 +676,9 @@ fn host_ports() {
     );
 }
 
-/// skiff's interim rule: pods with `hostNetwork: true` or the wasmtime
-/// RuntimeClass listen on the node's own address, so every containerPort
-/// is a host port, for the pod placed and for the pods already there.
+/// skiff's interim rule: every pod, Wasm or container, listens on the
+/// node's own network, so every containerPort is a host port, for the pod
+/// placed and for the pods already there.
 #[test]
 fn container_ports_are_host_ports_on_the_node_address() {
     let wasm_node = |name: &str| {
@@ -736,16 +736,22 @@ fn container_ports_are_host_ports_on_the_node_address() {
             Err(taken),
         ),
         (
-            "container ports of other pods are their own",
+            "a Wasm pod's port against a container pod's",
             vec![bound(listening("old", plain(), http()), "a")],
             listening("new", wasm(), http()),
-            Ok("a"),
+            Err(taken),
         ),
         (
-            "and theirs are theirs",
+            "a container pod's port against a Wasm pod's",
             vec![bound(listening("old", wasm(), http()), "a")],
             listening("new", plain(), http()),
-            Ok("a"),
+            Err(taken),
+        ),
+        (
+            "two container pods on one port",
+            vec![bound(listening("old", plain(), http()), "a")],
+            listening("new", plain(), http()),
+            Err(taken),
         ),
         (
             "another port",
@@ -1109,7 +1115,16 @@ fn requirements_from_the_pod() {
         .iter()
         .map(|p| (p.protocol.as_str(), p.ip.as_str(), p.port))
         .collect();
-    assert_eq!(ports, [("UDP", "10.0.0.1", 53), ("TCP", "0.0.0.0", 15000)]);
+    // Every containerPort too (skiff's interim rule: pods share their
+    // node's network).
+    assert_eq!(
+        ports,
+        [
+            ("TCP", "0.0.0.0", 80),
+            ("UDP", "10.0.0.1", 53),
+            ("TCP", "0.0.0.0", 15000)
+        ]
+    );
     assert_eq!(
         req.images,
         [
