@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use skiff_runtime_oci::{OciRuntime, OciRuntimeOptions};
-use skiff_sdk::runtime::conformance::{Fixture, Workload, WorkloadSpec};
+use skiff_sdk::runtime::conformance::{ExecWorkload, Fixture, Workload, WorkloadSpec};
 use skiff_sdk::runtime::{ImageSpec, PullOptions, Runtime};
 
 use crate::support::busybox::{self, Layout};
@@ -166,6 +166,17 @@ impl Fixture for OciFixture {
 
     fn scratch_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    fn exec_command(&self, exec: &ExecWorkload) -> Option<Vec<String>> {
+        let ExecWorkload::Echo { stderr, code } = exec;
+        Some(vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            r#"cat; printf '%s' "$0" >&2; exit "$1""#.to_owned(),
+            stderr.clone(),
+            code.to_string(),
+        ])
     }
 }
 

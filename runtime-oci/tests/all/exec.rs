@@ -1,11 +1,11 @@
-//! `exec` in a running container: streams, stdin and its end, exit codes,
-//! the container's own settings, and refusals.
+//! `exec` in a running container beyond the conformance suite: the
+//! container's own settings (environment, hostname) and a missing program.
 
 use std::time::Duration;
 
 use skiff_runtime_oci::{OciRuntime, OciRuntimeOptions};
 use skiff_sdk::runtime::{
-    ContainerConfig, ContainerState, ExecRequest, ImageSpec, Runtime, RuntimeError, SandboxConfig,
+    ContainerConfig, ContainerState, ExecRequest, ImageSpec, Runtime, SandboxConfig,
     SandboxMetadata,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -104,21 +104,5 @@ async fn exec_runs_a_command_in_a_running_container() {
     let status = runtime.container_status(&container).await.unwrap();
     assert_eq!(status.state, ContainerState::Running);
 
-    runtime
-        .stop_container(&container, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let Err(refused) = runtime.exec(&container, ExecRequest::new(["true"])).await else {
-        panic!("no exec in a stopped container");
-    };
-    assert!(
-        matches!(refused, RuntimeError::InvalidState { .. }),
-        "{refused}"
-    );
-    let nope = skiff_sdk::runtime::ContainerId::new("nope");
-    let Err(unknown) = runtime.exec(&nope, ExecRequest::new(["true"])).await else {
-        panic!("no such container");
-    };
-    assert!(unknown.is_not_found(), "{unknown}");
     runtime.remove_sandbox(&sandbox).await.unwrap();
 }

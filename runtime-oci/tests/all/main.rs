@@ -1,7 +1,7 @@
 //! Integration tests of the OCI runtime, one binary.
 //!
 //! - `conformance`: the runtime conformance suite on containerd.
-//! - `exec`: commands run in a running container.
+//! - `exec`: beyond the conformance suite, the container's own settings in an exec.
 //! - `hardening`: what a container cannot do, checked from inside one.
 //! - `images`: pulling into a real containerd from a real registry, and
 //!   listing, resolving and removing images.

@@ -29,9 +29,9 @@ use tokio::sync::broadcast;
 
 use super::log::{Stream, Tag, parse_line, rotated_path};
 use super::{
-    ContainerConfig, ContainerId, ContainerState, ContainerStatus, ImageSpec, KILLED_EXIT_CODE,
-    Mount, ObjectKind, PullOptions, Runtime, RuntimeError, RuntimeEvent, SandboxConfig, SandboxId,
-    SandboxMetadata, SandboxState, SandboxStatus, reason,
+    ContainerConfig, ContainerId, ContainerState, ContainerStatus, ExecRequest, Feature, ImageSpec,
+    KILLED_EXIT_CODE, Mount, ObjectKind, PullOptions, Runtime, RuntimeError, RuntimeEvent,
+    SandboxConfig, SandboxId, SandboxMetadata, SandboxState, SandboxStatus, reason,
 };
 
 /// How long the suite waits for anything (an exit, an event, a stop beyond
@@ -68,6 +68,28 @@ pub trait Fixture: Send + Sync {
     /// which the runtime can reach by the same path: the suite puts sandbox
     /// log directories and mount sources under it.
     fn scratch_dir(&self) -> &Path;
+
+    /// The command that runs `exec` in a running container of this
+    /// fixture's images, for a runtime with [`Feature::Exec`]; `None` (the
+    /// default) for a runtime without.
+    fn exec_command(&self, exec: &ExecWorkload) -> Option<Vec<String>> {
+        let _ = exec;
+        None
+    }
+}
+
+/// A command the suite runs with `exec` in a running container, which each
+/// fixture that can exec maps to its own argv.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecWorkload {
+    /// Copies stdin to stdout until stdin ends, then writes `stderr` to
+    /// stderr (no newline added) and exits with `code`.
+    Echo {
+        /// What to write to stderr once stdin has ended.
+        stderr: String,
+        /// The exit code.
+        code: i32,
+    },
 }
 
 /// A program the suite runs, which each fixture maps to its own images (a
@@ -156,6 +178,7 @@ macro_rules! runtime_conformance {
             stop_sandbox_stops_its_containers,
             pull_reports_a_digest_usable_as_reference,
             state_survives_reopen,
+            exec_runs_commands_in_running_containers,
         );
     };
     ($fixture:expr $(,)?) => {
@@ -828,6 +851,116 @@ pub async fn state_survives_reopen(fixture: &dyn Fixture) {
 
 // ---------------------------------------------------------------------------
 // Helpers
+
+/// `exec` in a running container, for a runtime with [`Feature::Exec`]:
+/// the command gets stdin until the caller closes it, its stdout and stderr
+/// come apart, its exit code is reported, and the container runs on; an
+/// empty command is `InvalidArgument`, an unknown container `NotFound`, one
+/// that does not run `InvalidState`. A runtime without the feature refuses
+/// with `Unsupported`, and its container runs on.
+pub async fn exec_runs_commands_in_running_containers(fixture: &dyn Fixture) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let pod = Pod::run(fixture, "exec").await;
+    let config = pod.container("sleep", &Workload::Sleep).await;
+    let id = pod.start(&config).await;
+    pod.wait_until_ready(&id).await;
+    let echo = ExecWorkload::Echo {
+        stderr: "to stderr\n".into(),
+        code: 3,
+    };
+
+    if !pod.runtime.info().features.contains(&Feature::Exec) {
+        let refused = pod
+            .runtime
+            .exec(&id, ExecRequest::new(["true"]))
+            .await
+            .map(|_| ());
+        assert!(
+            matches!(refused, Err(RuntimeError::Unsupported { .. })),
+            "a runtime without Feature::Exec refuses exec with Unsupported: {refused:?}"
+        );
+        assert_eq!(pod.status(&id).await.state, ContainerState::Running);
+        pod.remove().await;
+        return;
+    }
+    let command = fixture
+        .exec_command(&echo)
+        .expect("a fixture of a runtime with Feature::Exec maps ExecWorkload::Echo");
+    let mut process = within(
+        "exec",
+        PATIENCE,
+        pod.runtime
+            .exec(&id, ExecRequest::new(command.clone()).stdin(true)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("exec {command:?}: {}", chain(&e)));
+    let mut stdin = process
+        .stdin
+        .take()
+        .expect("an exec with stdin has a stdin writer");
+    stdin
+        .write_all(b"typed in\nand more\n")
+        .await
+        .expect("write the exec's stdin");
+    stdin.shutdown().await.expect("close the exec's stdin");
+    drop(stdin);
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let (out, err, exit) = within("the exec's end", PATIENCE, async {
+        tokio::join!(
+            process.stdout.read_to_end(&mut stdout),
+            process.stderr.read_to_end(&mut stderr),
+            process.exit,
+        )
+    })
+    .await;
+    out.expect("read the exec's stdout");
+    err.expect("read the exec's stderr");
+    let code = exit.unwrap_or_else(|e| panic!("the exec's exit: {}", chain(&e)));
+    assert_eq!(
+        String::from_utf8_lossy(&stdout),
+        "typed in\nand more\n",
+        "stdin reaches the command, its stdout the caller"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&stderr),
+        "to stderr\n",
+        "stderr comes apart from stdout"
+    );
+    assert_eq!(code, 3, "the command's exit code");
+    assert_eq!(
+        pod.status(&id).await.state,
+        ContainerState::Running,
+        "the container runs on after an exec"
+    );
+
+    expect_invalid_argument(
+        pod.runtime
+            .exec(&id, ExecRequest::new(Vec::<String>::new()))
+            .await,
+        "command",
+    );
+    expect_not_found(
+        pod.runtime
+            .exec(
+                &ContainerId::new("conformance-no-such-container"),
+                ExecRequest::new(command.clone()),
+            )
+            .await,
+        ObjectKind::Container,
+    );
+    pod.runtime
+        .stop_container(&id, Duration::ZERO)
+        .await
+        .expect("stop the container");
+    let refused = pod.runtime.exec(&id, ExecRequest::new(command)).await;
+    assert!(
+        matches!(refused, Err(RuntimeError::InvalidState { .. })),
+        "exec in a container that does not run is InvalidState: {:?}",
+        refused.map(|_| ())
+    );
+    pod.remove().await;
+}
 
 /// One scenario's sandbox.
 struct Pod<'f> {
