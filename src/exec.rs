@@ -4,17 +4,23 @@
 //! the command's exit code (saying so on stderr when it is not 0), as
 //! `kubectl exec` does.
 //!
-//! `-t` asks for a terminal in the container; the local terminal is not
-//! switched to raw mode, so input is still sent a line at a time.
+//! `-t` asks for a terminal in the container. With `-i` and a local
+//! terminal, that terminal is switched to raw mode for the session (keys,
+//! Ctrl-C included, go to the remote terminal as typed) and restored after,
+//! and its size is sent at the start and on every change (SIGWINCH). `-t`
+//! without a terminal on stdin is dropped with kubectl's warning.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use futures::SinkExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-use kube::api::{Api, AttachParams};
+use kube::api::{Api, AttachParams, TerminalSize};
+use rustix::termios::{OptionalActions, Termios};
 use tokio::io::AsyncWriteExt as _;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::ExecArgs;
 use crate::data_dir;
@@ -38,10 +44,15 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .namespace
         .unwrap_or_else(|| client.default_namespace().to_owned());
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let tty = args.tty && rustix::termios::isatty(std::io::stdin());
+    if args.tty && !tty {
+        // As kubectl says it, and goes on without one.
+        eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
+    }
     let mut params = AttachParams::default()
         .stdin(args.stdin)
-        .tty(args.tty)
-        .stderr(!args.tty);
+        .tty(tty)
+        .stderr(!tty);
     if let Some(container) = &args.container {
         params = params.container(container);
     }
@@ -56,6 +67,15 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let status = process.take_status().expect("taken once");
+    // Restored when the session ends, however it ends.
+    let raw = if tty && args.stdin {
+        Some(RawTerminal::enter().context("switching the terminal to raw mode")?)
+    } else {
+        None
+    };
+    let resizes = process
+        .terminal_size()
+        .map(|sizes| tokio::spawn(send_sizes(sizes)));
     let stdin = process.stdin().map(|mut remote| {
         tokio::spawn(async move {
             let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut remote).await;
@@ -83,6 +103,10 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(stdin) = stdin {
         stdin.abort();
     }
+    if let Some(resizes) = resizes {
+        resizes.abort();
+    }
+    drop(raw);
     match exit_code(status.as_ref()) {
         Ok(0) => Ok(ExitCode::SUCCESS),
         Ok(code) => {
@@ -93,6 +117,49 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         Err(message) => {
             eprintln!("error: {message}");
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The local terminal (stdin) in raw mode while this lives.
+struct RawTerminal {
+    saved: Termios,
+}
+
+impl RawTerminal {
+    fn enter() -> std::io::Result<Self> {
+        let stdin = std::io::stdin();
+        let saved = rustix::termios::tcgetattr(&stdin)?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &raw)?;
+        Ok(Self { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(std::io::stdin(), OptionalActions::Now, &self.saved);
+    }
+}
+
+/// Sends the local terminal's size now and after every change.
+async fn send_sizes(mut sizes: futures::channel::mpsc::Sender<TerminalSize>) {
+    let Ok(mut changes) = signal(SignalKind::window_change()) else {
+        return;
+    };
+    loop {
+        if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+            let size = TerminalSize {
+                width: size.ws_col,
+                height: size.ws_row,
+            };
+            if sizes.send(size).await.is_err() {
+                return;
+            }
+        }
+        if changes.recv().await.is_none() {
+            return;
         }
     }
 }

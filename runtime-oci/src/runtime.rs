@@ -75,6 +75,11 @@ const WATCHER_PATIENCE: Duration = Duration::from_secs(30);
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long containerd may take to answer a health check.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// The terminal of an exec before its client says its size.
+const DEFAULT_TERMINAL_SIZE: TerminalSize = TerminalSize {
+    width: 80,
+    height: 24,
+};
 /// SIGTERM and SIGKILL.
 const SIGTERM: u32 = 15;
 const SIGKILL: u32 = 9;
@@ -1011,7 +1016,11 @@ impl Runtime for OciRuntime {
         let mut process = spec.process().clone().unwrap_or_default();
         process.set_args(Some(request.command.clone()));
         process.set_terminal(Some(request.tty));
-        if let Some(size) = request.terminal_size.filter(|_| request.tty) {
+        if request.tty {
+            // Until the client's size arrives (a resize just after the
+            // start, as kubectl sends it), a terminal of the usual size
+            // rather than none.
+            let size = request.terminal_size.unwrap_or(DEFAULT_TERMINAL_SIZE);
             process.set_console_size(
                 oci_spec::runtime::BoxBuilder::default()
                     .width(u32::from(size.width))
@@ -1122,10 +1131,7 @@ impl Runtime for OciRuntime {
         }
         let resize = request.tty.then(|| {
             let (sender, mut sizes) =
-                watch::channel(request.terminal_size.unwrap_or(TerminalSize {
-                    width: 80,
-                    height: 24,
-                }));
+                watch::channel(request.terminal_size.unwrap_or(DEFAULT_TERMINAL_SIZE));
             let containerd = containerd.clone();
             let (container_id, exec_id) = (id.to_string(), exec_id.clone());
             tokio::spawn(async move {

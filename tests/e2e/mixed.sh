@@ -602,6 +602,49 @@ is "${WEB_POD%%|*}"
 run "kubectl exec -i passes stdin and the command's exit code" bash -c \
     "echo typed | kubectl --request-timeout=15s exec -i '${WEB_POD%%|*}' -- sh -c 'cat; exit 3'; echo \"exit \$?\""
 has '^typed$' '^exit 3$'
+# tty_exec CLI POD: `CLI exec -it POD` in a pseudo-terminal of 33 rows and
+# 111 columns: the remote shell prints its terminal's size (once it has
+# arrived) and "ready",
+# then Ctrl-C is typed. In raw mode it reaches the remote terminal, which
+# interrupts the shell (exit code 130); otherwise it would kill skiff.
+tty_exec() {
+    python3 - "$1" "$2" <<'PY'
+import fcntl, os, pty, select, struct, sys, termios, time
+cli, pod = sys.argv[1:3]
+pid, fd = pty.fork()
+if pid == 0:
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+    # The size arrives just after the command starts (as with kubectl;
+    # until then the terminal is 24x80): ask until it is there, 5 s at most.
+    script = ('for i in $(seq 50); do s=$(stty size); [ "$s" = "33 111" ] && break; '
+              'sleep 0.1; done; echo "$s"; echo ready; cat')
+    os.execvp(cli, [cli, "exec", "-it", pod, "--", "sh", "-c", script])
+output, deadline, sent = b"", time.monotonic() + 30, False
+while time.monotonic() < deadline:
+    ready, _, _ = select.select([fd], [], [], 0.5)
+    if ready:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    if not sent and b"ready" in output:
+        os.write(fd, b"\x03")
+        sent = True
+else:
+    os.kill(pid, 9)
+_, status = os.waitpid(pid, 0)
+print(output.decode(errors="replace").replace("\r", ""))
+print("exit", os.WEXITSTATUS(status) if os.WIFEXITED(status) else "signal %d" % os.WTERMSIG(status))
+PY
+}
+for cli in kubectl "$SKIFF"; do
+    run "$(basename "$cli") exec -it: a raw local terminal, its size sent, Ctrl-C reaches the container" \
+        tty_exec "$cli" "${WEB_POD%%|*}"
+    has '^33 111$' '^ready$' 'command terminated with exit code 130' '^exit 130$'
+done
 run "kubectl exec in a Wasm pod is refused, saying why" bash -c \
     "kubectl --request-timeout=15s exec '${HELLO_POD%%|*}' -- true; echo \"exit \$?\""
 has '^error: exec is not supported for Wasm pods$' '^exit 1$'

@@ -6,7 +6,7 @@ use std::time::Duration;
 use skiff_runtime_oci::{OciRuntime, OciRuntimeOptions};
 use skiff_sdk::runtime::{
     ContainerConfig, ContainerState, ExecRequest, ImageSpec, Runtime, SandboxConfig,
-    SandboxMetadata,
+    SandboxMetadata, TerminalSize,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -103,6 +103,65 @@ async fn exec_runs_a_command_in_a_running_container() {
     }
     let status = runtime.container_status(&container).await.unwrap();
     assert_eq!(status.state, ContainerState::Running);
+
+    // A terminal: its size as given, then as resized; output and input
+    // through it (no stderr of its own).
+    let script = "stty size; read line; \
+        for i in $(seq 100); do [ \"$(stty size)\" = '20 100' ] && break; sleep 0.1; done; \
+        stty size; echo \"got $line\"";
+    let mut process = runtime
+        .exec(
+            &container,
+            ExecRequest::new(["sh", "-c", script])
+                .stdin(true)
+                .tty(Some(TerminalSize {
+                    width: 111,
+                    height: 33,
+                })),
+        )
+        .await
+        .expect("exec with a terminal");
+    let resize = process.resize.take().expect("a terminal takes resizes");
+    let mut stdin = process.stdin.take().expect("stdin");
+    let mut output = Vec::new();
+    let mut chunk = [0; 256];
+    tokio::time::timeout(PATIENCE, async {
+        while !String::from_utf8_lossy(&output).contains("33 111") {
+            let n = process.stdout.read(&mut chunk).await.unwrap();
+            assert_ne!(
+                n,
+                0,
+                "the terminal ended early: {:?}",
+                String::from_utf8_lossy(&output)
+            );
+            output.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("the first size");
+    resize.send_replace(TerminalSize {
+        width: 100,
+        height: 20,
+    });
+    stdin.write_all(b"typed\r").await.unwrap();
+    tokio::time::timeout(PATIENCE, process.stdout.read_to_end(&mut output))
+        .await
+        .expect("the terminal ends")
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, process.exit)
+            .await
+            .expect("exit")
+            .unwrap(),
+        0
+    );
+    let output = String::from_utf8_lossy(&output).replace('\r', "");
+    assert!(
+        output.contains("33 111\n")
+            && output.contains("20 100\n")
+            && output.contains("got typed\n"),
+        "{output:?}"
+    );
 
     runtime.remove_sandbox(&sandbox).await.unwrap();
 }
