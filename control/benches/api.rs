@@ -3,9 +3,13 @@
 //! same run.
 //!
 //! The server runs in a child process (this binary re-executed, serving
-//! with `control::server::start` exactly as `skiff server --no-agent` does:
+//! with `control::server::start` as `skiff server --no-agent` does:
 //! embedded store with fsync, HTTPS or `--insecure-http`), so that its CPU
-//! time and memory are its own. Clients talk to it over loopback:
+//! time and memory are its own. It runs the API alone, without the
+//! scheduler and controllers: what is measured is the API server, as
+//! kube-apiserver is benchmarked (with them, the scheduler would write an
+//! Unschedulable condition into every pod created without nodes, a second
+//! write per create). Clients talk to it over loopback:
 //!
 //! 1. Pod creates/s from 1 and 64 concurrent kube-rs clients (one
 //!    `kube::Client` per caller, built from the server's kubeconfig, warmed
@@ -88,7 +92,8 @@ fn main() {
     }
 }
 
-/// The child: `skiff server --no-agent` on a free loopback port; prints the
+/// The child: `skiff server --no-agent`'s API alone (no scheduler or
+/// controllers) on a free loopback port; prints the
 /// address, serves until stdin closes, then shuts down cleanly.
 async fn serve_as_child(data_dir: PathBuf) {
     let transport = match std::env::var(TRANSPORT_ENV).as_deref() {
@@ -100,7 +105,8 @@ async fn serve_as_child(data_dir: PathBuf) {
             .data_dir(data_dir)
             .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
             .transport(transport)
-            .local_agent(LocalAgent::Disabled),
+            .local_agent(LocalAgent::Disabled)
+            .controllers(None),
     )
     .await
     .expect("start the server");
@@ -1182,7 +1188,9 @@ fn report(samples: &Samples, stored_bytes: usize) {
              Command: `make bench` (runs `cargo bench -p skiff-control --bench api`).\n\
              Medians of {ROUNDS} rounds on {cpus} CPUs ({model}); clients and server share them. \
              The server runs in a child process as `skiff server --no-agent` does \
-             (`control::server::start`, embedded store, fsync on every commit) on loopback. \
+             (`control::server::start`, embedded store, fsync on every commit) on loopback, \
+             the API alone: without the scheduler and controllers (which would write an \
+             Unschedulable condition into each pod created with no node to run it). \
              Creates: lean clients (one HTTP/1.1 keep-alive connection each, the pod JSON sent \
              as kubectl sends it, the whole response read; no client library, so that the \
              clients' own CPU leaves the server the cores), and for reference kube-rs clients \
