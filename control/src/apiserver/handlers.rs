@@ -717,6 +717,11 @@ impl Api {
             let key = def.key(object_namespace.as_deref(), &name);
             match self.inner.store.create(&key, stored, None).await {
                 Ok(kv) => {
+                    // The stored bytes with their revision: one
+                    // serialization per create.
+                    if let Some(json) = meta::with_resource_version(&kv.value, kv.mod_revision) {
+                        return Ok(json);
+                    }
                     object.meta_mut().resource_version = Some(kv.mod_revision.to_string());
                     return Ok(object.to_json());
                 }

@@ -113,9 +113,92 @@ pub fn generate_name(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
+/// The JSON of a typed object as serialized (`{"apiVersion":..,"kind":..,
+/// "metadata":{...},...}`, the field order of k8s-openapi's types) with
+/// `metadata.resourceVersion` set to `revision`, without serializing the
+/// object again: the create path stores the object before its revision is
+/// known and answers with the same bytes plus the revision. `None` if the
+/// JSON does not start that way (the caller serializes again) or already
+/// has a resource version.
+pub fn with_resource_version(json: &[u8], revision: Revision) -> Option<bytes::Bytes> {
+    /// The index after a JSON string starting at `at` (a quote).
+    fn skip_string(json: &[u8], at: usize) -> Option<usize> {
+        if json.get(at) != Some(&b'"') {
+            return None;
+        }
+        let mut i = at + 1;
+        while i < json.len() {
+            match json[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    }
+    let rest = json.strip_prefix(b"{\"apiVersion\":")?;
+    let mut at = json.len() - rest.len();
+    at = skip_string(json, at)?;
+    at += json[at..].strip_prefix(b",\"kind\":").map(|_| 8)?;
+    at = skip_string(json, at)?;
+    at += json[at..].strip_prefix(b",\"metadata\":{").map(|_| 13)?;
+    let field = format!("\"resourceVersion\":\"{revision}\"");
+    if memchr_field(&json[at..], b"\"resourceVersion\":") {
+        return None;
+    }
+    let separator = if json.get(at) == Some(&b'}') { "" } else { "," };
+    let mut out = Vec::with_capacity(json.len() + field.len() + 1);
+    out.extend_from_slice(&json[..at]);
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(separator.as_bytes());
+    out.extend_from_slice(&json[at..]);
+    Some(out.into())
+}
+
+/// Whether `needle` occurs in `haystack` (a conservative check: a match
+/// inside a string value only costs a second serialization).
+fn memchr_field(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resource_version_is_spliced_into_serialized_metadata() {
+        use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "labels": {"a": "\"}\\"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+        }))
+        .unwrap();
+        let json = serde_json::to_vec(&pod).unwrap();
+        let spliced = with_resource_version(&json, 42).expect("spliced");
+        let mut expected = pod.clone();
+        expected.metadata.resource_version = Some("42".into());
+        assert_eq!(serde_json::from_slice::<Pod>(&spliced).unwrap(), expected);
+
+        // Empty metadata: no dangling comma.
+        let empty = ConfigMap {
+            metadata: ObjectMeta::default(),
+            ..Default::default()
+        };
+        let spliced = with_resource_version(&serde_json::to_vec(&empty).unwrap(), 7).unwrap();
+        let value: Value = serde_json::from_slice(&spliced).unwrap();
+        assert_eq!(value["metadata"], json!({"resourceVersion": "7"}));
+
+        // Not the expected shape, or a version already there: not spliced.
+        assert!(with_resource_version(br#"{"kind":"Pod","metadata":{}}"#, 1).is_none());
+        assert!(with_resource_version(b"[]", 1).is_none());
+        let mut versioned = pod;
+        versioned.metadata.resource_version = Some("3".into());
+        assert!(with_resource_version(&serde_json::to_vec(&versioned).unwrap(), 4).is_none());
+    }
 
     #[test]
     fn generated_names_keep_the_prefix() {
