@@ -57,7 +57,10 @@ run: deps build
 test: export SKIFF_TEST_REAL := 1
 test: deps build-examples
 	$(CARGO) test --workspace --no-fail-fast -- --include-ignored
-	$(CARGO) build --bin skiff
+	@# The e2e scripts run the skiff binary cargo test just built for the
+	@# integration tests; `cargo build --bin skiff` would build it again
+	@# without the dev-dependencies' features, recompiling from tokio up.
+	test -x $(TARGET_DIR)/debug/skiff || $(CARGO) build --bin skiff
 	bash tests/e2e/kubectl.sh $(TARGET_DIR)/debug/skiff
 	bash tests/e2e/python/run.sh $(TARGET_DIR)/debug/skiff
 	bash tests/e2e/cluster.sh $(TARGET_DIR)/debug/skiff
