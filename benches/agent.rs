@@ -410,17 +410,8 @@ async fn pod_starts(scale: Scale, reference: &str) -> Measures {
     cluster.stop().await;
 
     let mut measures = Measures::new();
-    let mut add = |name: &str, mut seconds: Vec<f64>| {
-        seconds.sort_by(f64::total_cmp);
-        let p50 = percentile(&seconds, 0.5) * 1e3;
-        let p99 = percentile(&seconds, 0.99) * 1e3;
-        eprintln!(
-            "pod start {name}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms ({} pods)",
-            seconds[seconds.len() - 1] * 1e3,
-            seconds.len()
-        );
-        measures.insert(format!("{name} p50 ms"), p50);
-        measures.insert(format!("{name} p99 ms"), p99);
+    let mut add = |name: &str, seconds: Vec<f64>| {
+        record_percentiles(&mut measures, &format!("pod start {name}"), name, seconds);
     };
     let stage = |f: fn(&PodStart) -> f64| agent.iter().map(f).collect::<Vec<_>>();
     add("create call", stage(|s| s.created));
@@ -587,16 +578,8 @@ async fn container_starts(scale: Scale) -> Measures {
     cluster.stop().await;
 
     let mut measures = Measures::new();
-    let mut add = |name: &str, mut seconds: Vec<f64>| {
-        seconds.sort_by(f64::total_cmp);
-        let p50 = percentile(&seconds, 0.5) * 1e3;
-        let p99 = percentile(&seconds, 0.99) * 1e3;
-        eprintln!(
-            "{name}: p50 {p50:.1} ms, p99 {p99:.1} ms ({} runs)",
-            seconds.len()
-        );
-        measures.insert(format!("{name} p50 ms"), p50);
-        measures.insert(format!("{name} p99 ms"), p99);
+    let mut add = |name: &str, seconds: Vec<f64>| {
+        record_percentiles(&mut measures, name, name, seconds);
     };
     add("container task", agent);
     add("ctr run", peer);
@@ -787,6 +770,21 @@ async fn probe(addresses: Vec<IpAddr>, count: usize) -> [f64; 2] {
 }
 
 /// The nearest-rank `q` quantile of sorted values.
+/// Records the p50 and p99 (ms) of `seconds` as `NAME p50 ms` and `NAME
+/// p99 ms`, and prints them with the maximum under `label`.
+fn record_percentiles(measures: &mut Measures, label: &str, name: &str, mut seconds: Vec<f64>) {
+    seconds.sort_by(f64::total_cmp);
+    let p50 = percentile(&seconds, 0.5) * 1e3;
+    let p99 = percentile(&seconds, 0.99) * 1e3;
+    eprintln!(
+        "{label}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms ({} samples)",
+        seconds[seconds.len() - 1] * 1e3,
+        seconds.len()
+    );
+    measures.insert(format!("{name} p50 ms"), p50);
+    measures.insert(format!("{name} p99 ms"), p99);
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[index]

@@ -142,10 +142,10 @@ pub fn with_resource_version(json: &[u8], revision: Revision) -> Option<bytes::B
     at += json[at..].strip_prefix(b",\"kind\":").map(|_| 8)?;
     at = skip_string(json, at)?;
     at += json[at..].strip_prefix(b",\"metadata\":{").map(|_| 13)?;
-    let field = format!("\"resourceVersion\":\"{revision}\"");
-    if memchr_field(&json[at..], b"\"resourceVersion\":") {
+    if contains_bytes(&json[at..], b"\"resourceVersion\":") {
         return None;
     }
+    let field = format!("\"resourceVersion\":\"{revision}\"");
     let separator = if json.get(at) == Some(&b'}') { "" } else { "," };
     let mut out = Vec::with_capacity(json.len() + field.len() + 1);
     out.extend_from_slice(&json[..at]);
@@ -157,7 +157,7 @@ pub fn with_resource_version(json: &[u8], revision: Revision) -> Option<bytes::B
 
 /// Whether `needle` occurs in `haystack` (a conservative check: a match
 /// inside a string value only costs a second serialization).
-fn memchr_field(haystack: &[u8], needle: &[u8]) -> bool {
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle)

@@ -8,16 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::PodStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use serde_json::json;
 use skiff_node::deferred_runtime::DeferredRuntime;
-use skiff_node::pod_worker::PodWorker;
+use skiff_node::pod_worker::{PodWorker, WorkerContext};
 use skiff_node::probe::{ExecProbes, NoExec};
 use skiff_sdk::runtime::{Runtime, RuntimeError, RuntimeEvent, RuntimeInfo};
 use tokio::sync::watch;
 
-use crate::support::{FakeApi, FakeRuntime, Harness, context_with, pod};
+use crate::support::{FakeApi, FakeRuntime, Harness, context_with, pod_left_running};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -48,19 +47,17 @@ fn container_id(status: &PodStatus) -> String {
     container.container_id.clone().unwrap()
 }
 
-/// A pod run by a first worker, which then stops (as when the agent is
-/// killed): the runtime keeps its container.
-async fn pod_left_running() -> (Harness, Pod) {
-    let spec = pod(json!({
-        "runtimeClassName": "wasmtime",
-        "containers": [{"name": "c", "image": "app"}]
-    }));
-    let first = Harness::start(spec.clone());
-    first.advance(secs(1)).await;
-    first.task.abort();
-    let mut seen = spec;
-    seen.status = Some(first.api.last());
-    (first, seen)
+/// A worker context over `first`'s runtime behind a [`DeferredRuntime`]
+/// that opens once `up` is set, reporting to a fresh API.
+fn deferred_context(first: &Harness, up: &Arc<AtomicBool>) -> (Arc<FakeApi>, Arc<WorkerContext>) {
+    let api = Arc::new(FakeApi::default());
+    let ctx = context_with(
+        vec![Arc::new(deferred(&first.runtime, up))],
+        &api,
+        ExecProbes::With(Arc::new(NoExec)),
+        first.dir.path().to_owned(),
+    );
+    (api, ctx)
 }
 
 #[tokio::test(start_paused = true)]
@@ -106,13 +103,7 @@ async fn a_pod_its_runtime_may_run_keeps_its_status_until_the_runtime_answers() 
     let (first, seen) = pod_left_running().await;
     let reported = seen.status.clone().unwrap();
     let up = Arc::new(AtomicBool::new(false));
-    let api = Arc::new(FakeApi::default());
-    let ctx = context_with(
-        vec![Arc::new(deferred(&first.runtime, &up))],
-        &api,
-        ExecProbes::With(Arc::new(NoExec)),
-        first.dir.path().to_owned(),
-    );
+    let (api, ctx) = deferred_context(&first, &up);
     ctx.inventory.take(&ctx.runtimes).await;
     let (_updates, receiver) = watch::channel(Some(Arc::new(seen.clone())));
     let task = tokio::spawn(PodWorker::new(ctx, Arc::new(seen), receiver).run());
@@ -136,13 +127,7 @@ async fn a_pod_its_runtime_may_run_keeps_its_status_until_the_runtime_answers() 
 async fn a_pod_deleted_while_its_runtime_is_down_goes_once_the_runtime_answers() {
     let (first, seen) = pod_left_running().await;
     let up = Arc::new(AtomicBool::new(false));
-    let api = Arc::new(FakeApi::default());
-    let ctx = context_with(
-        vec![Arc::new(deferred(&first.runtime, &up))],
-        &api,
-        ExecProbes::With(Arc::new(NoExec)),
-        first.dir.path().to_owned(),
-    );
+    let (api, ctx) = deferred_context(&first, &up);
     let mut deleted = seen.clone();
     deleted.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
     deleted.metadata.deletion_grace_period_seconds = Some(30);

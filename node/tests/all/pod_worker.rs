@@ -10,7 +10,9 @@ use serde_json::json;
 use skiff_node::pod_worker::PodWorker;
 use skiff_node::probe::ExecProbes;
 
-use crate::support::{FakeExec, FakeRuntime, Harness, ScriptedExec, context, pod};
+use crate::support::{
+    FakeExec, FakeRuntime, Harness, ScriptedExec, context, pod, pod_left_running,
+};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -261,18 +263,9 @@ async fn a_readiness_probe_drives_the_ready_condition() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restarted_agent_adopts_running_containers_without_duplicates() {
-    let spec = pod(json!({
-        "runtimeClassName": "wasmtime",
-        "containers": [{"name": "c", "image": "app"}]
-    }));
-    let first = Harness::start(spec.clone());
-    first.advance(secs(1)).await;
-    let reported = first.api.last();
-    first.task.abort();
-
     // The second agent sees the pod with the status the first reported.
-    let mut seen = spec;
-    seen.status = Some(reported.clone());
+    let (first, seen) = pod_left_running().await;
+    let reported = seen.status.clone().unwrap();
     let runtime = first.runtime.clone();
     let api = Arc::new(crate::support::FakeApi::default());
     let ctx = context(

@@ -709,6 +709,22 @@ impl Harness {
     }
 }
 
+/// A pod run by a first worker for a second, which then stops (as when the
+/// agent is killed): the runtime keeps its container, and the pod as the
+/// API shows it carries the status the first worker reported.
+pub async fn pod_left_running() -> (Harness, Pod) {
+    let spec = pod(serde_json::json!({
+        "runtimeClassName": "wasmtime",
+        "containers": [{"name": "c", "image": "app"}]
+    }));
+    let first = Harness::start(spec.clone());
+    first.advance(Duration::from_secs(1)).await;
+    first.task.abort();
+    let mut seen = spec;
+    seen.status = Some(first.api.last());
+    (first, seen)
+}
+
 /// A pod from JSON, with the metadata the API server sets.
 pub fn pod(spec: serde_json::Value) -> Pod {
     serde_json::from_value(serde_json::json!({
