@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::access_review;
 use super::auth::{self, Identity, authorize};
-use super::body::{self, FieldValidation};
+use super::body::{self, BodyFormat, FieldValidation};
 use super::defaults::Admission;
 use super::discovery;
 use super::error::{ApiError, Cause, CauseType};
@@ -597,14 +597,21 @@ impl Api {
             .into_response())
     }
 
-    /// Reads and parses the request body, with the field validation asked.
-    async fn read_parsed(
-        &self,
-        call: &mut Call,
-    ) -> Result<(body::ParsedBody, FieldValidation), ApiError> {
+    /// Reads the request body, checking its size and content type.
+    async fn read_bytes(call: &mut Call) -> Result<(Bytes, BodyFormat), ApiError> {
         let format = body::body_format(call.headers.get(header::CONTENT_TYPE))?;
         let bytes = body::read_body(std::mem::take(&mut call.body), body::MAX_BODY_BYTES).await?;
-        let mut parsed = body::parse_body(&bytes, format)?;
+        Ok((bytes, format))
+    }
+
+    /// Parses a request body read by [`Api::read_bytes`], with the field
+    /// validation asked.
+    fn parse(
+        call: &Call,
+        bytes: &[u8],
+        format: BodyFormat,
+    ) -> Result<(body::ParsedBody, FieldValidation), ApiError> {
+        let mut parsed = body::parse_body(bytes, format)?;
         check_type(call.def, &mut parsed.value)?;
         let validation = body::field_validation(call.query.get("fieldValidation"))?;
         Ok((parsed, validation))
@@ -613,14 +620,40 @@ impl Api {
     /// Reads and decodes the request body into a normalized object of the
     /// call's kind.
     async fn read_object(&self, call: &mut Call) -> Result<(Value, Vec<String>), ApiError> {
-        let (parsed, validation) = self.read_parsed(call).await?;
+        let (bytes, format) = Self::read_bytes(call).await?;
+        // A plain JSON body has no warnings for field validation to judge,
+        // but the parameter must be valid.
+        if format == BodyFormat::Json
+            && let Some(object) = call.def.handler.normalize_plain(&bytes)
+        {
+            body::field_validation(call.query.get("fieldValidation"))?;
+            return Ok((object, Vec::new()));
+        }
+        let (parsed, validation) = Self::parse(call, &bytes, format)?;
         call.def.handler.normalize_body(parsed, validation)
+    }
+
+    /// Reads and decodes a create body into a new object of the call's kind.
+    async fn read_new_object(
+        &self,
+        call: &mut Call,
+    ) -> Result<(Box<dyn NewObject>, Vec<String>), ApiError> {
+        let (bytes, format) = Self::read_bytes(call).await?;
+        // A plain JSON body has no warnings for field validation to judge,
+        // but the parameter must be valid.
+        if format == BodyFormat::Json
+            && let Some(object) = call.def.handler.decode_new_plain(&bytes)
+        {
+            body::field_validation(call.query.get("fieldValidation"))?;
+            return Ok((object, Vec::new()));
+        }
+        let (parsed, validation) = Self::parse(call, &bytes, format)?;
+        call.def.handler.decode_new(parsed, validation)
     }
 
     async fn create(&self, mut call: Call) -> Result<Response, ApiError> {
         let dry_run = call.query.dry_run()?;
-        let (parsed, validation) = self.read_parsed(&mut call).await?;
-        let (object, warnings) = call.def.handler.decode_new(parsed, validation)?;
+        let (object, warnings) = self.read_new_object(&mut call).await?;
         if matches!(call.identity, Identity::Node(_)) {
             let named = json!({"metadata": {"name": object.meta().name}});
             auth::may_write(&call.identity, call.def.kind, &named, &call.info)?;

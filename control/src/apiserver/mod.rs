@@ -18,6 +18,7 @@ mod namespaces;
 pub mod node_credentials;
 pub mod openapi;
 pub mod patch;
+mod plain_json;
 pub mod pod_exec;
 pub mod pod_logs;
 pub mod protobuf;

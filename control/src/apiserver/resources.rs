@@ -23,6 +23,7 @@ use super::body::{FieldValidation, ParsedBody, decode_body, decode_typed};
 use super::defaults::{Admission, Defaults};
 use super::error::{ApiError, Cause};
 use super::patch::decode_patched;
+use super::plain_json;
 use super::validation::Validate;
 
 /// Decoding and validation of one kind, behind a trait object so the
@@ -61,6 +62,14 @@ pub trait KindHandler: Send + Sync {
         parsed: ParsedBody,
         validation: FieldValidation,
     ) -> Result<(Box<dyn NewObject>, Vec<String>), ApiError>;
+
+    /// As [`KindHandler::decode_new`] for a JSON body that decodes the
+    /// plain way (see [`plain_json`]); `None` for any other body.
+    fn decode_new_plain(&self, json: &[u8]) -> Option<Box<dyn NewObject>>;
+
+    /// As [`KindHandler::normalize_body`] for a JSON body that decodes the
+    /// plain way (see [`plain_json`]); `None` for any other body.
+    fn normalize_plain(&self, json: &[u8]) -> Option<Value>;
 
     /// As [`KindHandler::decode_new`] for an object built by the server.
     fn decode_new_value(
@@ -200,6 +209,16 @@ where
         validation: FieldValidation,
     ) -> Result<(Box<dyn NewObject>, Vec<String>), ApiError> {
         boxed(decode_body::<K>(parsed, validation))
+    }
+
+    fn decode_new_plain(&self, json: &[u8]) -> Option<Box<dyn NewObject>> {
+        plain_json::decode::<K>(json).map(|typed| Box::new(typed) as Box<dyn NewObject>)
+    }
+
+    fn normalize_plain(&self, json: &[u8]) -> Option<Value> {
+        let mut typed = plain_json::decode::<K>(json)?;
+        typed.apply_defaults();
+        serde_json::to_value(&typed).ok()
     }
 
     fn decode_new_value(
