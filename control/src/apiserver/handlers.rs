@@ -617,20 +617,37 @@ impl Api {
         Ok((parsed, validation))
     }
 
-    /// Reads and decodes the request body into a normalized object of the
-    /// call's kind.
-    async fn read_object(&self, call: &mut Call) -> Result<(Value, Vec<String>), ApiError> {
+    /// Reads the request body and decodes it the plain way if it is a plain
+    /// JSON body (see `plain_json`), else parses it and decodes it the
+    /// careful way.
+    async fn read_decoded<T>(
+        call: &mut Call,
+        plain: impl FnOnce(&[u8]) -> Option<T>,
+        careful: impl FnOnce(body::ParsedBody, FieldValidation) -> Result<(T, Vec<String>), ApiError>,
+    ) -> Result<(T, Vec<String>), ApiError> {
         let (bytes, format) = Self::read_bytes(call).await?;
-        // A plain JSON body has no warnings for field validation to judge,
-        // but the parameter must be valid.
+        // A plain body has no warnings for field validation to judge, but
+        // the parameter must be valid.
         if format == BodyFormat::Json
-            && let Some(object) = call.def.handler.normalize_plain(&bytes)
+            && let Some(object) = plain(&bytes)
         {
             body::field_validation(call.query.get("fieldValidation"))?;
             return Ok((object, Vec::new()));
         }
         let (parsed, validation) = Self::parse(call, &bytes, format)?;
-        call.def.handler.normalize_body(parsed, validation)
+        careful(parsed, validation)
+    }
+
+    /// Reads and decodes the request body into a normalized object of the
+    /// call's kind.
+    async fn read_object(&self, call: &mut Call) -> Result<(Value, Vec<String>), ApiError> {
+        let handler = call.def.handler;
+        Self::read_decoded(
+            call,
+            |json| handler.normalize_plain(json),
+            |parsed, validation| handler.normalize_body(parsed, validation),
+        )
+        .await
     }
 
     /// Reads and decodes a create body into a new object of the call's kind.
@@ -638,17 +655,13 @@ impl Api {
         &self,
         call: &mut Call,
     ) -> Result<(Box<dyn NewObject>, Vec<String>), ApiError> {
-        let (bytes, format) = Self::read_bytes(call).await?;
-        // A plain JSON body has no warnings for field validation to judge,
-        // but the parameter must be valid.
-        if format == BodyFormat::Json
-            && let Some(object) = call.def.handler.decode_new_plain(&bytes)
-        {
-            body::field_validation(call.query.get("fieldValidation"))?;
-            return Ok((object, Vec::new()));
-        }
-        let (parsed, validation) = Self::parse(call, &bytes, format)?;
-        call.def.handler.decode_new(parsed, validation)
+        let handler = call.def.handler;
+        Self::read_decoded(
+            call,
+            |json| handler.decode_new_plain(json),
+            |parsed, validation| handler.decode_new(parsed, validation),
+        )
+        .await
     }
 
     async fn create(&self, mut call: Call) -> Result<Response, ApiError> {

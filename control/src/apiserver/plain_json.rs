@@ -50,10 +50,71 @@ struct Plain<D> {
     depth: usize,
 }
 
-macro_rules! forward_deserialize {
-    ($($method:ident)*) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-            self.inner.$method(Checked { visitor, depth: self.depth })
+/// The methods of a deserializer that hands each visitor, wrapped as
+/// `$wrapped` (an expression of `$visitor` and `$this`'s fields), to the
+/// deserializer in `$this.inner`; all but `deserialize_enum` and
+/// `deserialize_ignored_any`, which each wrapper decides for itself.
+macro_rules! forward_deserializer {
+    ($this:ident, $visitor:ident => $wrapped:expr) => {
+        forward_deserializer! {
+            @plain $this, $visitor => $wrapped;
+            deserialize_any deserialize_bool
+            deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
+            deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
+            deserialize_f32 deserialize_f64 deserialize_char deserialize_str deserialize_string
+            deserialize_bytes deserialize_byte_buf deserialize_option deserialize_unit
+            deserialize_seq deserialize_map deserialize_identifier
+        }
+
+        fn deserialize_unit_struct<V: Visitor<'de>>(
+            $this,
+            name: &'static str,
+            $visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            $this.inner.deserialize_unit_struct(name, $wrapped)
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            $this,
+            name: &'static str,
+            $visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            $this.inner.deserialize_newtype_struct(name, $wrapped)
+        }
+
+        fn deserialize_tuple<V: Visitor<'de>>(
+            $this,
+            len: usize,
+            $visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            $this.inner.deserialize_tuple(len, $wrapped)
+        }
+
+        fn deserialize_tuple_struct<V: Visitor<'de>>(
+            $this,
+            name: &'static str,
+            len: usize,
+            $visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            $this.inner.deserialize_tuple_struct(name, len, $wrapped)
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            $this,
+            name: &'static str,
+            fields: &'static [&'static str],
+            $visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            $this.inner.deserialize_struct(name, fields, $wrapped)
+        }
+
+        fn is_human_readable(&$this) -> bool {
+            $this.inner.is_human_readable()
+        }
+    };
+    (@plain $this:ident, $visitor:ident => $wrapped:expr; $($method:ident)*) => {$(
+        fn $method<V: Visitor<'de>>($this, $visitor: V) -> Result<V::Value, D::Error> {
+            $this.inner.$method($wrapped)
         }
     )*};
 }
@@ -61,66 +122,7 @@ macro_rules! forward_deserialize {
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Plain<D> {
     type Error = D::Error;
 
-    forward_deserialize! {
-        deserialize_any deserialize_bool
-        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
-        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
-        deserialize_f32 deserialize_f64 deserialize_char deserialize_str deserialize_string
-        deserialize_bytes deserialize_byte_buf deserialize_option deserialize_unit
-        deserialize_seq deserialize_map deserialize_identifier
-    }
-
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let depth = self.depth;
-        self.inner
-            .deserialize_unit_struct(name, Checked { visitor, depth })
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let depth = self.depth;
-        self.inner
-            .deserialize_newtype_struct(name, Checked { visitor, depth })
-    }
-
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let depth = self.depth;
-        self.inner
-            .deserialize_tuple(len, Checked { visitor, depth })
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let depth = self.depth;
-        self.inner
-            .deserialize_tuple_struct(name, len, Checked { visitor, depth })
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let depth = self.depth;
-        self.inner
-            .deserialize_struct(name, fields, Checked { visitor, depth })
-    }
+    forward_deserializer!(self, visitor => Checked { visitor, depth: self.depth });
 
     // Enums are left to the careful path (the types served decode none
     // from JSON this way).
@@ -137,10 +139,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Plain<D> {
     // reports (or rejects under strict field validation).
     fn deserialize_ignored_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, D::Error> {
         Err(not_plain())
-    }
-
-    fn is_human_readable(&self) -> bool {
-        self.inner.is_human_readable()
     }
 }
 
@@ -317,85 +315,33 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, 'de, S> 
 }
 
 /// The deserializer of one key: whatever its type asks for, the key must
-/// arrive as a string not seen before in its object.
+/// arrive as a string not seen before in its object (a [`KeyVisitor`]
+/// refuses anything else).
 struct Key<'k, 'de, D> {
     inner: D,
     keys: &'k mut Vec<Cow<'de, str>>,
 }
 
-macro_rules! forward_key {
-    ($($method:ident)*) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-            self.inner.$method(KeyVisitor { visitor, keys: self.keys })
-        }
-    )*};
-}
-
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Key<'_, 'de, D> {
     type Error = D::Error;
 
-    forward_key! {
-        deserialize_any deserialize_bool
-        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
-        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
-        deserialize_f32 deserialize_f64 deserialize_char deserialize_str deserialize_string
-        deserialize_bytes deserialize_byte_buf deserialize_option deserialize_unit
-        deserialize_seq deserialize_map deserialize_identifier deserialize_ignored_any
-    }
-
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        Err(not_plain())
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        Err(not_plain())
-    }
-
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        _len: usize,
-        _visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        Err(not_plain())
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _len: usize,
-        _visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        Err(not_plain())
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _fields: &'static [&'static str],
-        _visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        Err(not_plain())
-    }
+    forward_deserializer!(self, visitor => KeyVisitor { visitor, keys: self.keys });
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
-        _name: &'static str,
-        _variants: &'static [&'static str],
-        _visitor: V,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
     ) -> Result<V::Value, D::Error> {
-        Err(not_plain())
+        let keys = self.keys;
+        self.inner
+            .deserialize_enum(name, variants, KeyVisitor { visitor, keys })
     }
 
-    fn is_human_readable(&self) -> bool {
-        self.inner.is_human_readable()
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let keys = self.keys;
+        self.inner
+            .deserialize_ignored_any(KeyVisitor { visitor, keys })
     }
 }
 

@@ -217,7 +217,7 @@ where
 
     fn normalize_plain(&self, json: &[u8]) -> Option<Value> {
         let mut typed = plain_json::decode::<K>(json)?;
-        typed.apply_defaults();
+        Defaults::apply_defaults(&mut typed);
         serde_json::to_value(&typed).ok()
     }
 
@@ -519,6 +519,7 @@ pub fn by_kind(group: &str, kind: &str) -> Option<&'static ResourceDef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::body::BodyFormat;
 
     #[test]
     fn plurals_are_unique_and_found() {
@@ -552,5 +553,37 @@ mod tests {
                 .group_resource(),
             "deployments.apps"
         );
+    }
+
+    #[test]
+    fn plain_bodies_normalize_and_decode_as_careful_ones() {
+        // An update of a running pod: its status must come through as sent
+        // (what a new pod starts with is for creates only).
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "default", "resourceVersion": "7"},
+            "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.5"}
+        });
+        let text = pod.to_string();
+        let careful =
+            || crate::apiserver::body::parse_body(text.as_bytes(), BodyFormat::Json).unwrap();
+        let pods = lookup("", "v1", "pods").unwrap();
+        let (normalized, warnings) = pods
+            .handler
+            .normalize_body(careful(), FieldValidation::Strict)
+            .unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(normalized["status"]["phase"], "Running");
+        assert_eq!(
+            pods.handler.normalize_plain(text.as_bytes()),
+            Some(normalized)
+        );
+        let (careful_new, _) = pods
+            .handler
+            .decode_new(careful(), FieldValidation::Strict)
+            .unwrap();
+        let plain_new = pods.handler.decode_new_plain(text.as_bytes()).unwrap();
+        assert_eq!(plain_new.to_json(), careful_new.to_json());
     }
 }
