@@ -961,6 +961,28 @@ async fn leader_dies_and_the_other_server_takes_over_without_double_binding() {
 /// Plays the node agent of every fake node: a pod bound to a node becomes
 /// Running and Ready (with an IP) shortly after, and a pod being deleted
 /// goes at once. Ends when aborted.
+/// `kubectl rollout status` of `target`; if it fails, the deployments,
+/// replica sets, pods and events are printed (with the failing test's output)
+/// before the caller's assertion fails.
+async fn rollout_status(
+    cluster: &crate::support::cluster::Cluster,
+    target: &str,
+) -> crate::support::cluster::Kubectl {
+    let status = cluster
+        .kubectl(&["rollout", "status", target, "--timeout=60s"])
+        .await;
+    if !status.success {
+        for args in [
+            &["get", "deployments,replicasets,pods", "-o", "yaml"][..],
+            &["get", "events", "-o", "wide"][..],
+        ] {
+            let state = cluster.kubectl(args).await;
+            println!("{}\n{}", state.stdout, state.stderr);
+        }
+    }
+    status
+}
+
 pub fn fake_kubelet(client: Client) -> JoinHandle<()> {
     tokio::spawn(async move {
         use futures::StreamExt as _;
@@ -1005,7 +1027,7 @@ pub fn fake_kubelet(client: Client) -> JoinHandle<()> {
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 let pods: Api<Pod> = Api::namespaced(client, &pod.namespace().unwrap());
                 let now = jiff::Timestamp::now().to_string();
-                let _ = pods
+                let patched = pods
                     .patch_status(
                         &name,
                         &PatchParams::default(),
@@ -1016,6 +1038,14 @@ pub fn fake_kubelet(client: Client) -> JoinHandle<()> {
                         }})),
                     )
                     .await;
+                // A pod deleted meanwhile is no news; anything else would
+                // leave the pod pending for good, which a stalled rollout
+                // should be able to show.
+                if let Err(error) = patched
+                    && !matches!(&error, kube::Error::Api(status) if status.code == 404)
+                {
+                    println!("fake kubelet: status of pod {name}: {error}");
+                }
                 let _ = node;
             });
         }
@@ -1287,9 +1317,7 @@ spec:
 ",
     );
     cluster.kubectl(&["apply", "-f", &manifest]).await.clean();
-    let status = cluster
-        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
-        .await;
+    let status = rollout_status(&cluster, "deployment/web").await;
     assert!(
         status
             .clean()
@@ -1309,9 +1337,7 @@ spec:
         ])
         .await
         .clean();
-    let status = cluster
-        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
-        .await;
+    let status = rollout_status(&cluster, "deployment/web").await;
     assert!(
         status.clean().contains("successfully rolled out"),
         "{status:?}"
@@ -1343,10 +1369,7 @@ spec:
         .kubectl(&["rollout", "undo", "deployment/web"])
         .await;
     assert_eq!(undo.clean().trim(), "deployment.apps/web rolled back");
-    cluster
-        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
-        .await
-        .clean();
+    rollout_status(&cluster, "deployment/web").await.clean();
     let image = cluster
         .kubectl(&["get", "deployment/web", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.metadata.annotations.deployment\\.kubernetes\\.io/revision}"])
         .await;
@@ -1356,10 +1379,7 @@ spec:
         .kubectl(&["rollout", "restart", "deployment/web"])
         .await;
     assert_eq!(restart.clean().trim(), "deployment.apps/web restarted");
-    cluster
-        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
-        .await
-        .clean();
+    rollout_status(&cluster, "deployment/web").await.clean();
     let restarted = cluster
         .kubectl(&["get", "deployment/web", "-o", "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt} {.metadata.annotations.deployment\\.kubernetes\\.io/revision}"])
         .await;
@@ -1387,9 +1407,7 @@ spec:
         .kubectl(&["rollout", "resume", "deployment/web"])
         .await;
     assert_eq!(resume.clean().trim(), "deployment.apps/web resumed");
-    let status = cluster
-        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
-        .await;
+    let status = rollout_status(&cluster, "deployment/web").await;
     assert!(
         status.clean().contains("successfully rolled out"),
         "{status:?}"
