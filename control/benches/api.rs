@@ -25,8 +25,9 @@
 //!    HTTP, or share HTTP/2 connections over HTTPS (as client-go does).
 //!
 //! Five rounds of creates and three of fan-out, medians reported;
-//! throughput ratios are the medians of each round's own ratio. With `SKIFF_BENCH_OUT=FILE` the
-//! table is also written into that markdown file between markers. Run with
+//! throughput ratios are the medians of each round's own ratio. With
+//! `SKIFF_BENCH_OUT=FILE` the table is also written into that markdown file
+//! between markers. Run with
 //! `make bench` (or `cargo bench -p skiff-control --bench api`).
 
 use std::net::SocketAddr;

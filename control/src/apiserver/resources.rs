@@ -216,9 +216,8 @@ where
     }
 
     fn normalize_plain(&self, json: &[u8]) -> Option<Value> {
-        let mut typed = plain_json::decode::<K>(json)?;
-        Defaults::apply_defaults(&mut typed);
-        serde_json::to_value(&typed).ok()
+        let decoded = Ok((plain_json::decode::<K>(json)?, Vec::new()));
+        untyped(defaulted(decoded)).ok().map(|(value, _)| value)
     }
 
     fn decode_new_value(
